@@ -51,15 +51,30 @@ CFLAGS_asan := -O1 -g -Werror -fsanitize=address,undefined \
 LDFLAGS_rel :=
 LDFLAGS_asan := -fsanitize=address,undefined
 
-# Sources. A file named *_main.c is a program entry point.
-LIB_SRCS := $(wildcard common/*.c compress/*.c proto/*.c model/*.c)
-COORD_SRCS := $(filter-out %_main.c,$(wildcard coordinator/*.c))
-WRK_SRCS := $(filter-out %_main.c,$(wildcard worker/*.c))
-BENCH_SRCS := $(filter-out %_main.c,$(wildcard bench/*.c))
+# Sources. A file named *_main.c is a program entry point. Each folder is a
+# layer with its own archive; a unit test links only the layers its name
+# says (test_cmp_* -> compress + common), which also proves the layering.
 GEN_C := $(B)/gen/proto/fedcomp.pb-c.c
 GEN_H := $(B)/gen/proto/fedcomp.pb-c.h
+SRCS_common := $(wildcard common/*.c)
+SRCS_cmp := $(wildcard compress/*.c)
+SRCS_pb := $(wildcard proto/*.c)
+SRCS_mdl := $(filter-out %_main.c,$(wildcard model/*.c))
+SRCS_coord := $(filter-out %_main.c,$(wildcard coordinator/*.c))
+SRCS_wrk := $(filter-out %_main.c,$(wildcard worker/*.c))
+SRCS_bench := $(filter-out %_main.c,$(wildcard bench/*.c))
+LAYERS := coord wrk bench mdl pb cmp common
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+LIB_SRCS := $(SRCS_common) $(SRCS_cmp) $(SRCS_pb) $(SRCS_mdl)
+
+# layers a test or fuzz target links, by its name
+layers_for = $(strip \
+    $(if $(filter test_common%,$(1)),common, \
+    $(if $(filter test_cmp% fuzz_cmp%,$(1)),cmp common, \
+    $(if $(filter test_pb% fuzz_pb%,$(1)),pb cmp common, \
+    $(if $(filter test_mdl%,$(1)),mdl common, \
+    $(LAYERS))))))
 
 # program name -> main source
 PROG_fedcomp-coordinator := coordinator/coord_main.c
@@ -70,6 +85,8 @@ PROGRAMS := $(foreach p,fedcomp-coordinator fedcomp-worker fedcomp-eval \
               fedcomp-bench,$(if $(wildcard $(PROG_$(p))),$(p)))
 
 objs = $(patsubst %.c,$(B)/$(1)/obj/%.o,$(2))
+# archives of variant $(1) for layers $(2), in link order, skipping empty ones
+libs = $(foreach l,$(2),$(if $(SRCS_$(l))$(filter pb,$(l)),$(B)/$(1)/lib$(l).a))
 
 $(GEN_C) $(GEN_H): proto/fedcomp.proto
 	@mkdir -p $(B)/gen
@@ -86,38 +103,33 @@ $(B)/$(1)/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
 	@mkdir -p $$(@D)
 	$$(CC) -std=c11 -Wall $$(CFLAGS_$(1)) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
 
-$(B)/$(1)/libfedcomp.a: $(call objs,$(1),$(LIB_SRCS)) $(B)/$(1)/obj/gen/proto/fedcomp.pb-c.o
+$(foreach l,common cmp mdl coord wrk bench,
+$(B)/$(1)/lib$(l).a: $(call objs,$(1),$(SRCS_$(l)))
 	@rm -f $$@
 	$$(AR) rcs $$@ $$^
-$(B)/$(1)/libcoord.a: $(call objs,$(1),$(COORD_SRCS))
-	@rm -f $$@
-	$$(AR) rcs $$@ $$^
-$(B)/$(1)/libwrk.a: $(call objs,$(1),$(WRK_SRCS))
-	@rm -f $$@
-	$$(AR) rcs $$@ $$^
-$(B)/$(1)/libbench.a: $(call objs,$(1),$(BENCH_SRCS))
+)
+$(B)/$(1)/libpb.a: $(call objs,$(1),$(SRCS_pb)) $(B)/$(1)/obj/gen/proto/fedcomp.pb-c.o
 	@rm -f $$@
 	$$(AR) rcs $$@ $$^
 
-LIBS_$(1) := $(if $(COORD_SRCS),$(B)/$(1)/libcoord.a) \
-             $(if $(WRK_SRCS),$(B)/$(1)/libwrk.a) \
-             $(if $(BENCH_SRCS),$(B)/$(1)/libbench.a) $(B)/$(1)/libfedcomp.a
-
-$(B)/$(1)/bin/%: $$(LIBS_$(1)) $(call objs,$(1),$(wildcard */*_main.c))
+$(B)/$(1)/bin/%: $(call libs,$(1),$(LAYERS)) $(call objs,$(1),$(wildcard */*_main.c))
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ \
-	    $(B)/$(1)/obj/$$(patsubst %.c,%.o,$$(PROG_$$*)) $$(LIBS_$(1)) $(PKG_LIBS)
+	    $(B)/$(1)/obj/$$(patsubst %.c,%.o,$$(PROG_$$*)) \
+	    $(call libs,$(1),$(LAYERS)) $(PKG_LIBS)
 
-$(B)/$(1)/tests/%: $(B)/$(1)/obj/tests/unit/%.o $$(LIBS_$(1))
+$(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRCS)),
+$(B)/$(1)/tests/$(t): $(B)/$(1)/obj/tests/unit/$(t).o $(call libs,$(1),$(call layers_for,$(t)))
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$< $$(LIBS_$(1)) \
-	    $(CMOCKA_LIBS) $(PKG_LIBS)
+	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $(CMOCKA_LIBS) $(PKG_LIBS)
+)
 
 # plain-main replay of the fuzz targets (gcc; corpus replay in make test)
-$(B)/$(1)/fuzz/%: $(B)/$(1)/obj/tests/fuzz/%.o $(B)/$(1)/obj/tests/fuzz/replay_main.o $$(LIBS_$(1))
+$(foreach t,$(patsubst tests/fuzz/%.c,%,$(FUZZ_SRCS)),
+$(B)/$(1)/fuzz/$(t): $(B)/$(1)/obj/tests/fuzz/$(t).o $(B)/$(1)/obj/tests/fuzz/replay_main.o $(call libs,$(1),$(call layers_for,$(t)))
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$< \
-	    $(B)/$(1)/obj/tests/fuzz/replay_main.o $$(LIBS_$(1)) $(PKG_LIBS)
+	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $(PKG_LIBS)
+)
 
 build-$(1): $(addprefix $(B)/$(1)/bin/,$(PROGRAMS)) \
             $(patsubst tests/unit/%.c,$(B)/$(1)/tests/%,$(UNIT_SRCS)) \
@@ -162,7 +174,7 @@ install: programs
 # ---- libFuzzer builds (clang), not part of make test
 FUZZ_CC := clang
 FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer-no-link,address,undefined
-FUZZ_LIB_OBJS := $(patsubst %.c,$(B)/fuzz/obj/%.o,$(LIB_SRCS) $(COORD_SRCS)) \
+FUZZ_LIB_OBJS := $(patsubst %.c,$(B)/fuzz/obj/%.o,$(LIB_SRCS) $(SRCS_coord)) \
                  $(B)/fuzz/obj/gen/proto/fedcomp.pb-c.o
 $(B)/fuzz/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(@D)
