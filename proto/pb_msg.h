@@ -162,6 +162,8 @@ struct pb_reject {
 
 struct pb_bye {
     const char *reason;       /* may be NULL */
+    uint32_t last_update;     /* enum pb_update_status, 0 when absent */
+    uint64_t last_update_round;
 };
 
 struct pb_envelope {
