@@ -42,7 +42,7 @@ void cmp_ctx_destroy(struct cmp_ctx **cp);
  *         the quantization error to cmp_ef_add_error(); pass a copy if the
  *         originals are needed
  *   p   : codings; CMP_INDEX_AUTO picks the smallest index stream
- * On success *meta is filled and *payload/*payload_len point into ctx
+ * On success *meta is filled and *payload and *payload_len point into ctx
  * (valid until the next call on ctx). */
 enum fl_err cmp_sparse_encode(struct cmp_ctx *ctx, uint64_t n,
                               const uint32_t *idx, float *val, size_t k,
@@ -55,7 +55,7 @@ enum fl_err cmp_sparse_encode(struct cmp_ctx *ctx, uint64_t n,
  * 1 <= k <= max_k, raw_size consistent, codec output exactly raw_size and no
  * trailing frame, checksum, indices strictly increasing and < dimension,
  * values finite. Each failure has its own code (see fl_err.h).
- * On success *idx/*val point to k entries inside ctx. */
+ * On success *idx and *val point to k entries inside ctx. */
 enum fl_err cmp_sparse_decode(struct cmp_ctx *ctx, const struct cmp_meta *meta,
                               const uint8_t *payload, size_t payload_len,
                               const struct cmp_limits *lim,
