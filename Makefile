@@ -174,17 +174,17 @@ install: programs
 # ---- libFuzzer builds (clang), not part of make test
 FUZZ_CC := clang
 FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer-no-link,address,undefined
-FUZZ_LIB_OBJS := $(patsubst %.c,$(B)/fuzz/obj/%.o,$(LIB_SRCS) $(SRCS_coord)) \
-                 $(B)/fuzz/obj/gen/proto/fedcomp.pb-c.o
+fuzz_objs = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(foreach l,$(1),$(SRCS_$(l)))) \
+    $(if $(filter pb,$(1)),$(B)/fuzz/obj/gen/proto/fedcomp.pb-c.o)
 $(B)/fuzz/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS_ALL) -c $< -o $@
 $(B)/fuzz/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS_ALL) -c $< -o $@
-$(B)/fuzz/bin/%: $(B)/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJS)
-	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+$(foreach t,$(patsubst tests/fuzz/%.c,%,$(FUZZ_SRCS)),$(eval \
+$(B)/fuzz/bin/$(t): $(B)/fuzz/obj/tests/fuzz/$(t).o $(call fuzz_objs,$(call layers_for,$(t))) ; \
+	@mkdir -p $$(@D) && $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$^ $(PKG_LIBS)))
 fuzz: $(patsubst tests/fuzz/%.c,$(B)/fuzz/bin/%,$(FUZZ_SRCS))
 	@tests/fuzz/run-fuzz.sh $^
 
