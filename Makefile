@@ -30,7 +30,7 @@ clean:
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,fedcomp-coordinator \
-	    fedcomp-worker fedcomp-eval fedcomp-bench)
+	    fedcomp-worker fedcomp-eval fedcomp-bench fedcomp-report)
 
 else
 # ---------------------------------------------------------------- inner
@@ -81,8 +81,9 @@ PROG_fedcomp-coordinator := coordinator/coord_main.c
 PROG_fedcomp-worker := worker/wrk_main.c
 PROG_fedcomp-eval := coordinator/eval_main.c
 PROG_fedcomp-bench := bench/bench_main.c
+PROG_fedcomp-report := coordinator/report_main.c
 PROGRAMS := $(foreach p,fedcomp-coordinator fedcomp-worker fedcomp-eval \
-              fedcomp-bench,$(if $(wildcard $(PROG_$(p))),$(p)))
+              fedcomp-bench fedcomp-report,$(if $(wildcard $(PROG_$(p))),$(p)))
 
 objs = $(patsubst %.c,$(B)/$(1)/obj/%.o,$(2))
 # archives of variant $(1) for layers $(2), in link order, skipping empty ones
