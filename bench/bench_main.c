@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench/bench_compress.h"
+#include "bench/bench_train.h"
 
 #define BENCH_VERSION "0.1.0"
 
@@ -18,6 +19,8 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"compress", "top-k + error feedback, coding, codecs, decode+aggregate",
      bench_compress_run},
+    {"train", "one epoch of the MLP trainer vs the same sgemm calls alone",
+     bench_train_run},
 };
 
 static void usage(FILE *f)

@@ -117,4 +117,28 @@ enum fl_err mdl_trainer_loss_grad(struct mdl_trainer *t, const float *params,
 /* openblas_set_num_threads(1). */
 void mdl_blas_single_thread(void);
 
+/* ---- additions (model engineer): counters, layout helpers */
+
+/* Work done since construction, for benchmarks: the BLAS matrix products
+ * and their floating-point operations (2*m*n*k each). A trainer that does
+ * not count leaves them 0. */
+struct mdl_trainer_counters {
+    uint64_t sgemm_calls;
+    uint64_t sgemm_flops;
+};
+
+void mdl_trainer_get_counters(const struct mdl_trainer *t,
+                              struct mdl_trainer_counters *c);
+
+/* Recover the MLP config from a layout made by mdl_trainer_new_mlp (for
+ * example one read back by mdl_file_load): tensors fc1.weight, fc1.bias,
+ * ..., fcL.weight, fcL.bias, contiguous, with chained shapes.
+ * FL_ERR_FORMAT when the layout is not such an MLP, FL_ERR_TOO_LARGE when
+ * it has more than MDL_MAX_HIDDEN hidden layers. */
+enum fl_err mdl_mlp_config_from_layout(const struct mdl_layout *layout,
+                                       struct mdl_mlp_config *cfg);
+
+/* 1 when the layouts are identical (dim, names, shapes, offsets), else 0. */
+int mdl_layout_equal(const struct mdl_layout *a, const struct mdl_layout *b);
+
 #endif /* MDL_TRAINER_H */
