@@ -13,7 +13,7 @@ DESTDIR ?=
 B := build
 
 .DEFAULT_GOAL := all
-OUTER_TARGETS := all test check bench bench-compress fuzz demo sweep \
+OUTER_TARGETS := all test check bench bench-compress bench-scale fuzz demo sweep \
                  install check-valgrind programs
 
 ifndef FL_INNER
@@ -30,7 +30,8 @@ clean:
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,fedcomp-coordinator \
-	    fedcomp-worker fedcomp-eval fedcomp-bench fedcomp-report)
+	    fedcomp-worker fedcomp-eval fedcomp-bench fedcomp-report \
+	    fedcomp-swarm fedcomp-router-baseline)
 
 else
 # ---------------------------------------------------------------- inner
@@ -82,8 +83,11 @@ PROG_fedcomp-worker := worker/wrk_main.c
 PROG_fedcomp-eval := coordinator/eval_main.c
 PROG_fedcomp-bench := bench/bench_main.c
 PROG_fedcomp-report := coordinator/report_main.c
+PROG_fedcomp-swarm := bench/swarm_main.c
+PROG_fedcomp-router-baseline := bench/router_main.c
 PROGRAMS := $(foreach p,fedcomp-coordinator fedcomp-worker fedcomp-eval \
-              fedcomp-bench fedcomp-report,$(if $(wildcard $(PROG_$(p))),$(p)))
+              fedcomp-bench fedcomp-report fedcomp-swarm \
+              fedcomp-router-baseline,$(if $(wildcard $(PROG_$(p))),$(p)))
 
 objs = $(patsubst %.c,$(B)/$(1)/obj/%.o,$(2))
 # archives of variant $(1) for layers $(2), in link order, skipping empty ones
@@ -139,7 +143,7 @@ endef
 $(foreach v,rel asan,$(eval $(call VARIANT,$(v))))
 
 .SECONDARY:
-.PHONY: all programs test check bench bench-compress fuzz demo sweep install \
+.PHONY: all programs test check bench bench-compress bench-scale fuzz demo sweep install \
         check-valgrind build-rel build-asan
 
 # Programs are also placed directly in build/ (build/fedcomp-coordinator).
@@ -158,6 +162,9 @@ bench: programs
 
 bench-compress: programs
 	@$(B)/fedcomp-bench compress
+
+bench-scale: programs
+	@bench/scale.sh
 
 demo: programs
 	@deploy/demo.sh
