@@ -62,6 +62,19 @@ enum fl_err cmp_topk_select(struct cmp_topk *t, float *residual,
                             enum cmp_topk_method method, unsigned flags,
                             uint32_t *idx, float *val, size_t *k_out);
 
+/* Counters of how selections went (added for benchmarks and tests): the
+ * fast path is the sampled threshold + one filter pass; a fallback runs the
+ * histogram-based exact selection over the whole tensor as well. */
+struct cmp_topk_stats {
+    uint64_t calls;             /* successful cmp_topk_select() calls */
+    uint64_t fallback_short;    /* too few candidates above the estimate */
+    uint64_t fallback_overflow; /* more candidates than the scratch holds */
+    uint64_t last_candidates;   /* candidates of the last filter pass */
+};
+
+/* Copy the counters of t into *st. */
+void cmp_topk_get_stats(const struct cmp_topk *t, struct cmp_topk_stats *st);
+
 /* residual[idx[i]] += orig[i] - sent[i]: the quantization error of values
  * that were sent goes back into the residual. */
 void cmp_ef_add_error(float *residual, const uint32_t *idx, const float *orig,

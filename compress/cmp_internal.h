@@ -1,0 +1,156 @@
+/*
+ * cmp_internal.h - pieces shared inside compress/ only; nothing outside
+ * compress/ (except its own unit tests) includes this header.
+ *
+ * The payload layout these functions produce and check is specified byte by
+ * byte in docs/payload-format.md; keep the two in step.
+ *
+ *   cmp_index.c  index streams (delta-varint, bitmap, Rice) and their sizes
+ *   cmp_value.c  value streams (fp32/fp16/bf16 byte-planar, int8 blocks)
+ *   cmp_codec.c  codec backends (none/LZ4/zstd) behind one small vtable
+ *   cmp_tensor.c the public encode/decode API built from the three above
+ */
+#ifndef CMP_INTERNAL_H
+#define CMP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/fl_err.h"
+#include "compress/cmp_types.h"
+
+/* ---- float <-> bit pattern, without aliasing games */
+static inline uint32_t cmp_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float cmp_bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* ---- growable scratch buffer (contents are not preserved on growth) */
+struct cmp_buf {
+    void *p;
+    size_t cap;
+};
+
+/* Make b hold at least size bytes. On failure the old buffer is kept and
+ * FL_ERR_NOMEM is returned. */
+enum fl_err cmp_buf_reserve(struct cmp_buf *b, size_t size);
+/* Free the buffer and zero the struct; the struct may be reused. */
+void cmp_buf_release(struct cmp_buf *b);
+
+/* ---- index streams (cmp_index.c)
+ * All three codings store v_j = idx_j - idx_{j-1} - 1 with idx_{-1} = -1,
+ * i.e. the first index itself and then each gap minus one. */
+
+/* Exact size of the delta-varint stream of idx[0..k). */
+size_t cmp_varint_size(const uint32_t *idx, size_t k);
+/* Size of the bitmap stream: ceil(n / 8). */
+uint64_t cmp_bitmap_size(uint64_t n);
+/* Rice: choose the parameter from the mean gap (trying a few neighbours,
+ * sizes computed exactly) and return the exact stream size including the
+ * parameter byte; *b_out receives the parameter. k >= 1. */
+size_t cmp_rice_size(const uint32_t *idx, size_t k, unsigned *b_out);
+/* Exact size of the Rice stream with a given parameter. */
+size_t cmp_rice_size_b(const uint32_t *idx, size_t k, unsigned b);
+
+/* Write the stream (caller sized dst with the functions above; for Rice
+ * dst must have 8 spare bytes past the exact size). Returns bytes written. */
+size_t cmp_varint_write(const uint32_t *idx, size_t k, uint8_t *dst);
+size_t cmp_bitmap_write(const uint32_t *idx, size_t k, uint64_t n,
+                        uint8_t *dst);
+size_t cmp_rice_write(const uint32_t *idx, size_t k, unsigned b,
+                      uint8_t *dst);
+
+/* Decode exactly k indices from a stream of exactly len bytes, each < n
+ * (n <= 2^32). Errors: FL_ERR_INDEX_RANGE, FL_ERR_TRUNCATED (stream ends
+ * before k indices), FL_ERR_TRAILING (bytes, bits or bitmap entries after the
+ * k-th index), FL_ERR_FORMAT (non-canonical or over-long varint, Rice
+ * parameter > 31). Never reads outside [src, src + len). */
+enum fl_err cmp_varint_read(const uint8_t *src, size_t len, uint64_t n,
+                            size_t k, uint32_t *idx);
+enum fl_err cmp_bitmap_read(const uint8_t *src, size_t len, uint64_t n,
+                            size_t k, uint32_t *idx);
+enum fl_err cmp_rice_read(const uint8_t *src, size_t len, uint64_t n,
+                          size_t k, uint32_t *idx);
+
+/* Bounds of the index stream size for k indices below n with coding c
+ * (the decoder rejects a declared raw size outside them before it
+ * decompresses anything). FL_ERR_K_RANGE if the coding cannot hold k of n
+ * (INDEX_ALL needs k == n); FL_ERR_UNSUPPORTED for an unknown coding. */
+enum fl_err cmp_index_bounds(enum cmp_index_coding c, uint64_t n, uint64_t k,
+                             uint64_t *min, uint64_t *max);
+
+/* ---- value streams (cmp_value.c) */
+
+/* 1 if v is a coding this build knows. */
+int cmp_value_known(enum cmp_value_coding v);
+/* Exact size of the value stream of k values (0 for an unknown coding). */
+uint64_t cmp_value_size(enum cmp_value_coding v, uint64_t k);
+/* Quantize and write k finite values; val[i] is replaced by the value the
+ * decoder will produce. Writes exactly cmp_value_size() bytes. */
+void cmp_value_write(enum cmp_value_coding v, float *val, size_t k,
+                     uint8_t *dst);
+/* Read k values from exactly cmp_value_size() bytes. FL_ERR_NONFINITE if a
+ * value (or an int8 block scale) is NaN or infinite, FL_ERR_FORMAT for a
+ * negative int8 scale or a quantized value of -128. */
+enum fl_err cmp_value_read(enum cmp_value_coding v, const uint8_t *src,
+                           size_t k, float *out);
+
+/* Dense fp32 helpers: byte-planar shuffle of the bit patterns of x, XORed
+ * with base when base != NULL; the inverse checks the result for NaN/Inf
+ * and returns FL_ERR_NONFINITE (out is written either way). */
+void cmp_fp32_write_xor(const float *x, const float *base, size_t k,
+                        uint8_t *dst);
+enum fl_err cmp_fp32_read_xor(const uint8_t *src, const float *base, size_t k,
+                              float *out);
+
+/* Scalar conversions (exposed for tests and docs examples). */
+uint16_t cmp_f32_to_f16(float f);  /* round-to-nearest-even, saturating */
+float cmp_f16_to_f32(uint16_t h);
+uint16_t cmp_f32_to_bf16(float f); /* round-to-nearest-even, saturating */
+float cmp_bf16_to_f32(uint16_t h);
+
+/* ---- codec backends (cmp_codec.c) */
+
+/* Library contexts, created on first use and reused (zstd CCtx/DCtx). */
+struct cmp_codecs {
+    void *zstd_c;
+    void *zstd_d;
+};
+
+struct cmp_codec_backend {
+    enum cmp_codec id;
+    int passthrough;               /* payload == raw: no (de)compression */
+    /* worst-case output size for len input bytes; 0 if len is too large */
+    size_t (*bound)(size_t len);
+    /* compress [src, len) into dst (capacity cap >= bound(len)) */
+    enum fl_err (*compress)(struct cmp_codecs *cs, const uint8_t *src,
+                            size_t len, uint8_t *dst, size_t cap, int level,
+                            size_t *out_len);
+    /* decompress exactly raw_size bytes into dst (capacity raw_size);
+     * FL_ERR_CODEC, FL_ERR_SIZE_MISMATCH, FL_ERR_TRAILING, FL_ERR_NOMEM */
+    enum fl_err (*decompress)(struct cmp_codecs *cs, const uint8_t *src,
+                              size_t len, uint8_t *dst, size_t raw_size);
+};
+
+/* The backend for a codec id, or NULL when unknown. */
+const struct cmp_codec_backend *cmp_codec_backend_get(enum cmp_codec id);
+/* Free the library contexts; the struct is left zeroed and reusable. */
+void cmp_codecs_release(struct cmp_codecs *cs);
+/* zstd level actually used for a requested level: clamped to
+ * [CMP_ZSTD_LEVEL_MIN, CMP_ZSTD_LEVEL_MAX]. */
+int cmp_zstd_level_clamp(int level);
+
+/* CRC-32 of [p, len) as zlib's crc32() computes it (initial value 0). */
+uint32_t cmp_crc32(const uint8_t *p, size_t len);
+
+#endif /* CMP_INTERNAL_H */

@@ -1,0 +1,376 @@
+/*
+ * cmp_value.c - value streams.
+ *
+ * fp32, fp16 and bf16 values are stored byte-planar: the k values' byte 0
+ * (least significant) first, then their byte 1, and so on. Sign and exponent
+ * bytes then sit together and zstd squeezes them far better than interleaved
+ * little-endian words. int8 stores all block scales (fp32 little-endian)
+ * first, then the k quantized bytes. Layouts: docs/payload-format.md.
+ *
+ * The decode loops are written branch-free (selects and an OR-ed "bad" flag)
+ * so that the compiler can vectorize them; the finiteness verdict is taken
+ * once per stream, not per value.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "common/fl_util.h"
+#include "compress/cmp_internal.h"
+
+/* GCC/clang vector extensions: SSE2 on x86-64, NEON on arm64. */
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v4f __attribute__((vector_size(16)));
+
+/* ------------------------------------------------------------ scalars */
+
+uint16_t cmp_f32_to_f16(float f)
+{
+    uint32_t x = cmp_f32_bits(f);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t h;
+
+    x &= 0x7fffffffu;
+    if (x > 0x7f800000u) {
+        h = 0x7e00u; /* NaN */
+    } else if (x == 0x7f800000u) {
+        h = 0x7c00u; /* infinity */
+    } else if (x >= 0x477ff000u) {
+        h = 0x7bffu; /* >= 65520 would round to infinity: saturate */
+    } else if (x < 0x38800000u) {
+        /* below 2^-14: a half subnormal (or zero). Adding 0.5 puts the
+         * value's bits at the 2^-24 ulp of [0.5, 1), rounded to nearest
+         * even by the FPU; subtracting 0.5's pattern leaves the half. */
+        h = cmp_f32_bits(cmp_bits_f32(x) + 0.5f) - 0x3f000000u;
+    } else {
+        /* rebias the exponent (127 -> 15) and round to nearest even */
+        const uint32_t odd = (x >> 13) & 1u;
+        h = (x + 0xc8000fffu + odd) >> 13;
+    }
+    return (uint16_t)(h | sign);
+}
+
+static inline uint32_t f16_bits_to_f32_bits(uint32_t h)
+{
+    const uint32_t em = h & 0x7fffu;
+    const uint32_t sign = (h & 0x8000u) << 16;
+    const uint32_t normal = (em << 13) + 0x38000000u;
+    const uint32_t sub = cmp_f32_bits((float)em * 0x1p-24f);
+    const uint32_t special = 0x7f800000u | ((em & 0x3ffu) << 13);
+    uint32_t bits = em < 0x400u ? sub : normal;
+    bits = em >= 0x7c00u ? special : bits;
+    return bits | sign;
+}
+
+float cmp_f16_to_f32(uint16_t h)
+{
+    return cmp_bits_f32(f16_bits_to_f32_bits(h));
+}
+
+uint16_t cmp_f32_to_bf16(float f)
+{
+    const uint32_t x = cmp_f32_bits(f);
+    const uint32_t ax = x & 0x7fffffffu;
+
+    if (ax > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u); /* NaN stays a (quiet) NaN */
+    if (ax == 0x7f800000u)
+        return (uint16_t)(x >> 16);
+    uint16_t h = (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+    if ((h & 0x7fffu) == 0x7f80u) /* finite value rounded to infinity */
+        h = (uint16_t)((h & 0x8000u) | 0x7f7fu);
+    return h;
+}
+
+float cmp_bf16_to_f32(uint16_t h)
+{
+    return cmp_bits_f32((uint32_t)h << 16);
+}
+
+/* ------------------------------------------------------------ sizes */
+
+int cmp_value_known(enum cmp_value_coding v)
+{
+    switch (v) {
+    case CMP_VALUE_FP32:
+    case CMP_VALUE_FP16:
+    case CMP_VALUE_BF16:
+    case CMP_VALUE_INT8:
+        return 1;
+    }
+    return 0;
+}
+
+static uint64_t int8_blocks(uint64_t k)
+{
+    return k / CMP_INT8_BLOCK + (k % CMP_INT8_BLOCK != 0);
+}
+
+uint64_t cmp_value_size(enum cmp_value_coding v, uint64_t k)
+{
+    switch (v) {
+    case CMP_VALUE_FP32:
+        return 4 * k;
+    case CMP_VALUE_FP16:
+    case CMP_VALUE_BF16:
+        return 2 * k;
+    case CMP_VALUE_INT8:
+        return 4 * int8_blocks(k) + k;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ fp32 */
+
+void cmp_fp32_write_xor(const float *x, const float *base, size_t k,
+                        uint8_t *dst)
+{
+    uint8_t *const p0 = dst;
+    uint8_t *const p1 = dst + k;
+    uint8_t *const p2 = dst + 2 * k;
+    uint8_t *const p3 = dst + 3 * k;
+    for (size_t i = 0; i < k; i++) {
+        uint32_t u = cmp_f32_bits(x[i]);
+        if (base != NULL)
+            u ^= cmp_f32_bits(base[i]);
+        p0[i] = (uint8_t)u;
+        p1[i] = (uint8_t)(u >> 8);
+        p2[i] = (uint8_t)(u >> 16);
+        p3[i] = (uint8_t)(u >> 24);
+    }
+}
+
+enum fl_err cmp_fp32_read_xor(const uint8_t *src, const float *base, size_t k,
+                              float *out)
+{
+    const uint8_t *const p0 = src;
+    const uint8_t *const p1 = src + k;
+    const uint8_t *const p2 = src + 2 * k;
+    const uint8_t *const p3 = src + 3 * k;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < k; i++) {
+        uint32_t u = (uint32_t)p0[i] | (uint32_t)p1[i] << 8 |
+                     (uint32_t)p2[i] << 16 | (uint32_t)p3[i] << 24;
+        if (base != NULL)
+            u ^= cmp_f32_bits(base[i]);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+        out[i] = cmp_bits_f32(u);
+    }
+    return bad ? FL_ERR_NONFINITE : FL_OK;
+}
+
+/* ------------------------------------------------------------ 16-bit */
+
+static void half_write(float *val, size_t k, uint8_t *dst, int bf16)
+{
+    uint8_t *const lo = dst;
+    uint8_t *const hi = dst + k;
+    for (size_t i = 0; i < k; i++) {
+        const uint16_t h =
+            bf16 ? cmp_f32_to_bf16(val[i]) : cmp_f32_to_f16(val[i]);
+        lo[i] = (uint8_t)h;
+        hi[i] = (uint8_t)(h >> 8);
+        val[i] = bf16 ? cmp_bf16_to_f32(h) : cmp_f16_to_f32(h);
+    }
+}
+
+/* fp16 -> fp32 four lanes at a time: normal halves by rebiasing the
+ * exponent, subnormals through an exact int -> float conversion times
+ * 2^-24, picked by a lane mask. */
+
+static inline v4i f16x4_to_f32_bits(v4i h, v4i *bad)
+{
+    const v4i em = h & 0x7fff;
+    const v4i sign = (h & 0x8000) << 16;
+    const v4i normal = (em << 13) + 0x38000000;
+    const v4f subf = __builtin_convertvector(em, v4f) * 0x1p-24f;
+    const v4i is_sub = em < 0x400;
+    *bad |= em >= 0x7c00;
+    return ((normal & ~is_sub) | ((v4i)subf & is_sub)) | sign;
+}
+
+/* Widen 8 planar 16-bit values (low bytes at lo, high bytes at hi) to two
+ * vectors of 4 x uint32: SSE2 unpacks where available. */
+static inline void load_u16x8(const uint8_t *lo, const uint8_t *hi, v4i *a,
+                              v4i *b)
+{
+#if defined(__SSE2__)
+    const __m128i l = _mm_loadl_epi64((const __m128i *)(const void *)lo);
+    const __m128i h = _mm_loadl_epi64((const __m128i *)(const void *)hi);
+    const __m128i x = _mm_unpacklo_epi8(l, h);
+    const __m128i z = _mm_setzero_si128();
+    *a = (v4i)_mm_unpacklo_epi16(x, z);
+    *b = (v4i)_mm_unpackhi_epi16(x, z);
+#else
+    for (int j = 0; j < 4; j++) {
+        (*a)[j] = (int32_t)(lo[j] | hi[j] << 8);
+        (*b)[j] = (int32_t)(lo[j + 4] | hi[j + 4] << 8);
+    }
+#endif
+}
+
+static enum fl_err f16_read(const uint8_t *src, size_t k, float *out)
+{
+    const uint8_t *const lo = src;
+    const uint8_t *const hi = src + k;
+    v4i vbad = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        v4i a;
+        v4i b;
+        load_u16x8(lo + i, hi + i, &a, &b);
+        a = f16x4_to_f32_bits(a, &vbad);
+        b = f16x4_to_f32_bits(b, &vbad);
+        memcpy(out + i, &a, sizeof a);
+        memcpy(out + i + 4, &b, sizeof b);
+    }
+    uint32_t bad = (vbad[0] | vbad[1] | vbad[2] | vbad[3]) != 0;
+    for (; i < k; i++) {
+        const uint32_t h = (uint32_t)lo[i] | (uint32_t)hi[i] << 8;
+        bad |= (h & 0x7c00u) == 0x7c00u;
+        out[i] = cmp_bits_f32(f16_bits_to_f32_bits(h));
+    }
+    return bad ? FL_ERR_NONFINITE : FL_OK;
+}
+
+static enum fl_err bf16_read(const uint8_t *src, size_t k, float *out)
+{
+    const uint8_t *const lo = src;
+    const uint8_t *const hi = src + k;
+    const v4i expm = {0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000};
+    v4i vbad = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        v4i a;
+        v4i b;
+        load_u16x8(lo + i, hi + i, &a, &b);
+        a <<= 16;
+        b <<= 16;
+        vbad |= ((a & expm) == expm) | ((b & expm) == expm);
+        memcpy(out + i, &a, sizeof a);
+        memcpy(out + i + 4, &b, sizeof b);
+    }
+    uint32_t bad = (vbad[0] | vbad[1] | vbad[2] | vbad[3]) != 0;
+    for (; i < k; i++) {
+        const uint32_t u = ((uint32_t)lo[i] | (uint32_t)hi[i] << 8) << 16;
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+        out[i] = cmp_bits_f32(u);
+    }
+    return bad ? FL_ERR_NONFINITE : FL_OK;
+}
+
+/* ------------------------------------------------------------ int8 */
+
+static void store_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t load_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+/* scale = max|v| / 127, nudged down in the (huge-value) case where 127 *
+ * scale would overflow, so that every decoded value is finite. */
+static float int8_scale(const float *v, size_t m)
+{
+    float amax = 0.0f;
+    for (size_t i = 0; i < m; i++)
+        amax = fmaxf(amax, fabsf(v[i]));
+    float s = amax / 127.0f;
+    while (s > 0.0f && !isfinite(127.0f * s))
+        s = nextafterf(s, 0.0f);
+    return s;
+}
+
+static void int8_write(float *val, size_t k, uint8_t *dst)
+{
+    const size_t nb = (size_t)int8_blocks(k);
+    uint8_t *const q = dst + 4 * nb;
+    for (size_t blk = 0; blk < nb; blk++) {
+        const size_t start = blk * CMP_INT8_BLOCK;
+        const size_t m = FL_MIN(k - start, (size_t)CMP_INT8_BLOCK);
+        const float s = int8_scale(val + start, m);
+        store_le32(dst + 4 * blk, cmp_f32_bits(s));
+        for (size_t i = start; i < start + m; i++) {
+            float r = s > 0.0f ? roundf(val[i] / s) : 0.0f;
+            r = fminf(fmaxf(r, -127.0f), 127.0f);
+            const int8_t qi = (int8_t)r;
+            q[i] = (uint8_t)qi;
+            val[i] = (float)qi * s;
+        }
+    }
+}
+
+static enum fl_err int8_read(const uint8_t *src, size_t k, float *out)
+{
+    const size_t nb = (size_t)int8_blocks(k);
+    const uint8_t *const q = src + 4 * nb;
+    uint32_t bad = 0;
+    uint32_t neg = 0;
+    uint32_t minq = 0;
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint32_t sb = load_le32(src + 4 * blk);
+        const float s = cmp_bits_f32(sb);
+        bad |= (sb & 0x7f800000u) == 0x7f800000u;
+        neg |= sb > 0x80000000u; /* negative, -0.0 allowed */
+        const size_t start = blk * CMP_INT8_BLOCK;
+        const size_t end = FL_MIN(k, start + CMP_INT8_BLOCK);
+        for (size_t i = start; i < end; i++) {
+            const int8_t qi = (int8_t)q[i];
+            minq |= q[i] == 0x80u;
+            const float v = (float)qi * s;
+            bad |= (cmp_f32_bits(v) & 0x7f800000u) == 0x7f800000u;
+            out[i] = v;
+        }
+    }
+    if (bad)
+        return FL_ERR_NONFINITE;
+    return neg | minq ? FL_ERR_FORMAT : FL_OK;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+void cmp_value_write(enum cmp_value_coding v, float *val, size_t k,
+                     uint8_t *dst)
+{
+    switch (v) {
+    case CMP_VALUE_FP32:
+        cmp_fp32_write_xor(val, NULL, k, dst);
+        return;
+    case CMP_VALUE_FP16:
+        half_write(val, k, dst, 0);
+        return;
+    case CMP_VALUE_BF16:
+        half_write(val, k, dst, 1);
+        return;
+    case CMP_VALUE_INT8:
+        int8_write(val, k, dst);
+        return;
+    }
+}
+
+enum fl_err cmp_value_read(enum cmp_value_coding v, const uint8_t *src,
+                           size_t k, float *out)
+{
+    switch (v) {
+    case CMP_VALUE_FP32:
+        return cmp_fp32_read_xor(src, NULL, k, out);
+    case CMP_VALUE_FP16:
+        return f16_read(src, k, out);
+    case CMP_VALUE_BF16:
+        return bf16_read(src, k, out);
+    case CMP_VALUE_INT8:
+        return int8_read(src, k, out);
+    }
+    return FL_ERR_UNSUPPORTED;
+}
