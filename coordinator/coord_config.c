@@ -1,0 +1,648 @@
+#include "coordinator/coord_config.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fl_config.h"
+#include "common/fl_util.h"
+#include "model/mdl_data.h"
+
+#define MiB (1024ULL * 1024ULL)
+
+enum opt_id {
+    OPT_BIND = 256,
+    OPT_ENDPOINT_FILE,
+    OPT_MIN_DEVICES,
+    OPT_WAIT_TIMEOUT,
+    OPT_FRACTION,
+    OPT_MAX_DEVICES,
+    OPT_ROUND_TIMEOUT,
+    OPT_QUORUM,
+    OPT_MAX_ATTEMPTS,
+    OPT_ROUNDS,
+    OPT_SEED,
+    OPT_HIDDEN,
+    OPT_DENSITY,
+    OPT_TOPK,
+    OPT_VALUES,
+    OPT_CODEC,
+    OPT_ERROR_FEEDBACK,
+    OPT_MOMENTUM_CORRECTION,
+    OPT_DENSITY_WARMUP,
+    OPT_CLIP_NORM,
+    OPT_PER_TENSOR,
+    OPT_ALLOW_OVERRIDES,
+    OPT_SERVER_LR,
+    OPT_SERVER_MOMENTUM,
+    OPT_LOCAL_EPOCHS,
+    OPT_LOCAL_STEPS,
+    OPT_BATCH_SIZE,
+    OPT_LR,
+    OPT_MOMENTUM,
+    OPT_DATA_DIR,
+    OPT_EVAL_LIMIT,
+    OPT_REPORT_DIR,
+    OPT_SAVE_MODEL,
+    OPT_SAVE_EVERY_ROUND,
+    OPT_MAX_SAMPLES,
+    OPT_MAX_MESSAGE,
+    OPT_KEEP_VERSIONS,
+    OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT
+};
+
+static const struct option long_options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"endpoint-file", required_argument, NULL, OPT_ENDPOINT_FILE},
+    {"min-devices", required_argument, NULL, OPT_MIN_DEVICES},
+    {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
+    {"fraction", required_argument, NULL, OPT_FRACTION},
+    {"max-devices", required_argument, NULL, OPT_MAX_DEVICES},
+    {"round-timeout", required_argument, NULL, OPT_ROUND_TIMEOUT},
+    {"quorum", required_argument, NULL, OPT_QUORUM},
+    {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+    {"rounds", required_argument, NULL, OPT_ROUNDS},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"hidden", required_argument, NULL, OPT_HIDDEN},
+    {"density", required_argument, NULL, OPT_DENSITY},
+    {"topk", required_argument, NULL, OPT_TOPK},
+    {"values", required_argument, NULL, OPT_VALUES},
+    {"codec", required_argument, NULL, OPT_CODEC},
+    {"error-feedback", required_argument, NULL, OPT_ERROR_FEEDBACK},
+    {"momentum-correction", optional_argument, NULL,
+     OPT_MOMENTUM_CORRECTION},
+    {"density-warmup", required_argument, NULL, OPT_DENSITY_WARMUP},
+    {"clip-norm", required_argument, NULL, OPT_CLIP_NORM},
+    {"per-tensor", no_argument, NULL, OPT_PER_TENSOR},
+    {"allow-device-overrides", no_argument, NULL, OPT_ALLOW_OVERRIDES},
+    {"server-lr", required_argument, NULL, OPT_SERVER_LR},
+    {"server-momentum", required_argument, NULL, OPT_SERVER_MOMENTUM},
+    {"local-epochs", required_argument, NULL, OPT_LOCAL_EPOCHS},
+    {"local-steps", required_argument, NULL, OPT_LOCAL_STEPS},
+    {"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
+    {"lr", required_argument, NULL, OPT_LR},
+    {"momentum", required_argument, NULL, OPT_MOMENTUM},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"eval-limit", required_argument, NULL, OPT_EVAL_LIMIT},
+    {"report-dir", required_argument, NULL, OPT_REPORT_DIR},
+    {"save-model", required_argument, NULL, OPT_SAVE_MODEL},
+    {"save-every-round", no_argument, NULL, OPT_SAVE_EVERY_ROUND},
+    {"max-samples", required_argument, NULL, OPT_MAX_SAMPLES},
+    {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"keep-versions", required_argument, NULL, OPT_KEEP_VERSIONS},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {NULL, 0, NULL, 0}};
+
+void coord_config_defaults(struct coord_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->bind = "tcp://*:5555";
+    cfg->endpoint_file = NULL;
+    cfg->max_message = 64 * MiB;
+    cfg->min_devices = 2;
+    cfg->wait_timeout = 120.0;
+    cfg->fraction = 1.0;
+    cfg->max_devices = 0;
+    cfg->round_timeout = 60.0;
+    cfg->quorum = 0.5;
+    cfg->max_attempts = 3;
+    cfg->rounds = 10;
+    cfg->seed = 1;
+    cfg->max_samples = 1000000;
+    cfg->keep_versions = 4;
+    cfg->mlp.input = 784;
+    cfg->mlp.nhidden = 2;
+    cfg->mlp.hidden[0] = 256;
+    cfg->mlp.hidden[1] = 128;
+    cfg->mlp.classes = 10;
+    cfg->local_epochs = 1;
+    cfg->local_steps = 0;
+    cfg->batch_size = 32;
+    cfg->lr = 0.05;
+    cfg->momentum = 0.9;
+    cfg->density = 0.01;
+    cfg->topk = CMP_TOPK_SAMPLED;
+    cfg->values = CMP_VALUE_FP16;
+    cfg->codec = CMP_CODEC_ZSTD;
+    cfg->level = 1;
+    cfg->error_feedback = true;
+    cfg->momentum_correction = 0.0;
+    cfg->density_warmup = 0;
+    cfg->clip_norm = 0.0;
+    cfg->per_tensor = false;
+    cfg->allow_overrides = false;
+    cfg->server_lr = 1.0;
+    cfg->server_momentum = 0.0;
+    cfg->data_dir = MDL_DEFAULT_DATA_DIR;
+    cfg->eval_limit = 0;
+    cfg->report_dir = NULL;
+    cfg->save_model = NULL;
+    cfg->save_every_round = false;
+    cfg->log_level = FL_LOG_INFO;
+    cfg->log_format = FL_LOG_TEXT;
+}
+
+void coord_config_usage(FILE *out)
+{
+    fputs(
+        "usage: " COORD_PROGRAM " [OPTIONS]\n"
+        "\n"
+        "Federated-learning coordinator: accepts workers over ZeroMQ, runs\n"
+        "training rounds with compressed updates and writes a report.\n"
+        "\n"
+        "  --config FILE            read 'flag = value' lines from FILE first\n"
+        "                           (the command line wins)\n"
+        "Network:\n"
+        "  --bind ENDPOINT          ROUTER endpoint (tcp://*:5555)\n"
+        "  --endpoint-file FILE     write the bound endpoint into FILE\n"
+        "  --max-message BYTES      largest frame accepted; K/M/G suffixes\n"
+        "                           (64M)\n"
+        "Devices and rounds:\n"
+        "  --min-devices N          devices needed to open a round (2)\n"
+        "  --wait-timeout S         seconds to wait for them, 0 = forever;\n"
+        "                           exit 3 when not met (120)\n"
+        "  --fraction F             fraction of joined devices per round (1.0)\n"
+        "  --max-devices N          cohort cap, 0 = none (0)\n"
+        "  --round-timeout S        round deadline in seconds (60)\n"
+        "  --quorum Q               fraction of the cohort needed to close at\n"
+        "                           the deadline (0.5)\n"
+        "  --max-attempts N         attempts per round before giving up with\n"
+        "                           exit 4 (3)\n"
+        "  --rounds N               rounds to train (10)\n"
+        "  --seed N                 model init, cohorts, batch seeds (1)\n"
+        "  --max-samples N          largest sample count accepted (1000000)\n"
+        "  --keep-versions N        model versions kept for delta downloads "
+        "(4)\n"
+        "Model and local training:\n"
+        "  --hidden LIST            hidden layer sizes (256,128)\n"
+        "  --local-epochs N         local epochs per round (1)\n"
+        "  --local-steps N          local steps instead of epochs, 0 = off (0)\n"
+        "  --batch-size N           local batch size (32)\n"
+        "  --lr X                   local learning rate (0.05)\n"
+        "  --momentum X             local SGD momentum (0.9)\n"
+        "Compression of updates:\n"
+        "  --density D              fraction of entries sent (0.01)\n"
+        "  --topk exact|sampled     selection method (sampled)\n"
+        "  --values fp32|fp16|bf16|int8  value coding (fp16)\n"
+        "  --codec none|lz4|zstd[:LEVEL] codec, also for models sent "
+        "(zstd:1)\n"
+        "  --error-feedback on|off  keep what was not sent (on)\n"
+        "  --momentum-correction[=F] DGC momentum correction with factor F\n"
+        "                           (off; F defaults to 0.9)\n"
+        "  --density-warmup N       rounds of density decaying from 0.25 to\n"
+        "                           --density, 0 = off (0)\n"
+        "  --clip-norm X            clip each local update's L2 norm, 0 = off\n"
+        "  --per-tensor             top-k per tensor instead of global\n"
+        "  --allow-device-overrides let workers use their own settings\n"
+        "Server step:\n"
+        "  --server-lr X            server learning rate (1.0)\n"
+        "  --server-momentum X      server momentum, 0 = off (0)\n"
+        "Evaluation, reports, files:\n"
+        "  --data-dir DIR           Fashion-MNIST directory\n"
+        "                           (" MDL_DEFAULT_DATA_DIR ")\n"
+        "  --eval-limit N           evaluate on the first N test images,\n"
+        "                           0 = all (0)\n"
+        "  --report-dir DIR         write rounds.csv, rounds.jsonl, "
+        "devices.csv,\n"
+        "                           summary.txt into DIR (none)\n"
+        "  --save-model FILE        save the final model into FILE\n"
+        "  --save-every-round       also save FILE.roundN after each round\n"
+        "  --log-level LEVEL        debug|info|notice|warn|err (info)\n"
+        "  --log-format text|json   log line format (text)\n"
+        "  -h, --help               this text\n"
+        "  -V, --version            print the version\n"
+        "\n"
+        "Exit codes: 0 ok, 1 runtime error, 2 usage, 3 not enough devices in\n"
+        "time, 4 too many failed attempts of a round.\n",
+        out);
+}
+
+void coord_codec_format(enum cmp_codec codec, int level, char *buf,
+                        size_t len)
+{
+    if (codec == CMP_CODEC_ZSTD)
+        snprintf(buf, len, "zstd:%d", level);
+    else if (codec == CMP_CODEC_LZ4)
+        snprintf(buf, len, "lz4");
+    else if (codec == CMP_CODEC_NONE)
+        snprintf(buf, len, "none");
+    else
+        snprintf(buf, len, "codec%d", (int)codec);
+}
+
+double coord_density_for_round(double target, uint32_t warmup,
+                               uint64_t round)
+{
+    const double start = 0.25;
+    if (warmup == 0 || round == 0 || round > warmup || target >= start)
+        return target;
+    if (warmup == 1)
+        return start;
+    const double t = (double)(round - 1) / (double)(warmup - 1);
+    const double d = start * pow(target / start, t);
+    return d < target ? target : d;
+}
+
+/* ---- parsing helpers: each writes a message naming the flag */
+
+static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return FL_ERR_INVALID_ARG;
+}
+
+static enum fl_err get_u64(const char *flag, const char *s, uint64_t min,
+                           uint64_t max, uint64_t *out, char *err,
+                           size_t errlen)
+{
+    const enum fl_err rc = fl_parse_u64(s, min, max, out);
+    if (rc == FL_ERR_FORMAT)
+        return usage_err(err, errlen, "--%s: '%s' is not a whole number",
+                         flag, s);
+    if (rc != FL_OK)
+        return usage_err(err, errlen,
+                         "--%s: '%s' is not in [%llu, %llu]", flag, s,
+                         (unsigned long long)min, (unsigned long long)max);
+    return FL_OK;
+}
+
+static enum fl_err get_u32(const char *flag, const char *s, uint32_t min,
+                           uint32_t max, uint32_t *out, char *err,
+                           size_t errlen)
+{
+    uint64_t v = 0;
+    FL_FORWARD_ERR(get_u64(flag, s, min, max, &v, err, errlen));
+    *out = (uint32_t)v;
+    return FL_OK;
+}
+
+/* A number in [min, max]; with open_min, min itself is refused. */
+static enum fl_err get_dbl(const char *flag, const char *s, double min,
+                           double max, bool open_min, double *out, char *err,
+                           size_t errlen)
+{
+    double v = 0;
+    const enum fl_err rc = fl_parse_double(s, min, max, &v);
+    if (rc == FL_ERR_FORMAT)
+        return usage_err(err, errlen, "--%s: '%s' is not a number", flag, s);
+    if (rc != FL_OK || (open_min && v <= min))
+        return usage_err(err, errlen, "--%s: '%s' is not in %c%g, %g]", flag,
+                         s, open_min ? '(' : '[', min, max);
+    *out = v;
+    return FL_OK;
+}
+
+/* Bytes with an optional K, M or G suffix (powers of 1024). */
+static enum fl_err get_bytes(const char *flag, const char *s, uint64_t min,
+                             uint64_t max, size_t *out, char *err,
+                             size_t errlen)
+{
+    char num[32];
+    uint64_t mult = 1;
+    uint64_t v = 0;
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof(num))
+        return usage_err(err, errlen, "--%s: '%s' is not a size", flag, s);
+    memcpy(num, s, n + 1);
+    switch (num[n - 1]) {
+    case 'k': case 'K': mult = 1024ULL; break;
+    case 'm': case 'M': mult = MiB; break;
+    case 'g': case 'G': mult = 1024ULL * MiB; break;
+    default: break;
+    }
+    if (mult != 1)
+        num[--n] = '\0';
+    if (fl_parse_u64(num, 0, UINT64_MAX / mult, &v) != FL_OK ||
+        v * mult < min || v * mult > max)
+        return usage_err(err, errlen,
+                         "--%s: '%s' is not a size in [%llu, %llu] bytes",
+                         flag, s, (unsigned long long)min,
+                         (unsigned long long)max);
+    *out = (size_t)(v * mult);
+    return FL_OK;
+}
+
+static enum fl_err get_onoff(const char *flag, const char *s, bool *out,
+                             char *err, size_t errlen)
+{
+    if (strcmp(s, "on") == 0 || strcmp(s, "1") == 0 ||
+        strcmp(s, "yes") == 0) {
+        *out = true;
+        return FL_OK;
+    }
+    if (strcmp(s, "off") == 0 || strcmp(s, "0") == 0 ||
+        strcmp(s, "no") == 0) {
+        *out = false;
+        return FL_OK;
+    }
+    return usage_err(err, errlen, "--%s: '%s' is not on or off", flag, s);
+}
+
+/* --momentum-correction takes an optional factor, either as
+ * --momentum-correction=F or as a following argument that is a number. */
+static enum fl_err get_momentum_correction(struct coord_config *cfg, int argc,
+                                           char **argv, char *err,
+                                           size_t errlen)
+{
+    const char *s = optarg != NULL && optarg[0] != '\0' ? optarg : NULL;
+    double v = 0;
+    if (s == NULL && optind < argc &&
+        fl_parse_double(argv[optind], 0.0, 1.0, &v) == FL_OK) {
+        s = argv[optind];
+        optind++;
+    }
+    if (s == NULL) {
+        cfg->momentum_correction = 0.9;
+        return FL_OK;
+    }
+    FL_FORWARD_ERR(get_dbl("momentum-correction", s, 0.0, 0.999, false, &v,
+                           err, errlen));
+    cfg->momentum_correction = v;
+    return FL_OK;
+}
+
+static enum fl_err parse_codec(struct coord_config *cfg, const char *s,
+                               char *err, size_t errlen)
+{
+    enum cmp_codec codec;
+    int level = 0;
+    if (cmp_codec_parse(s, &codec, &level) != 0)
+        return usage_err(err, errlen,
+                         "--codec: '%s' is not none, lz4 or zstd[:LEVEL]", s);
+    if (codec == CMP_CODEC_ZSTD) {
+        if (strchr(s, ':') == NULL)
+            level = 1;
+        if (level < CMP_ZSTD_LEVEL_MIN || level > CMP_ZSTD_LEVEL_MAX)
+            return usage_err(err, errlen,
+                             "--codec: zstd level in '%s' is not in [%d, %d]",
+                             s, CMP_ZSTD_LEVEL_MIN, CMP_ZSTD_LEVEL_MAX);
+    }
+    cfg->codec = codec;
+    cfg->level = codec == CMP_CODEC_ZSTD ? level : 0;
+    return FL_OK;
+}
+
+static enum fl_err parse_hidden(struct coord_config *cfg, const char *s,
+                                char *err, size_t errlen)
+{
+    struct mdl_mlp_config mlp = cfg->mlp;
+    if (mdl_mlp_parse_hidden(s, &mlp) != 0 || mlp.nhidden > MDL_MAX_HIDDEN)
+        return usage_err(err, errlen,
+                         "--hidden: '%s' is not a list of up to %d layer "
+                         "sizes like 256,128",
+                         s, MDL_MAX_HIDDEN);
+    for (uint32_t i = 0; i < mlp.nhidden; i++) {
+        if (mlp.hidden[i] == 0 || mlp.hidden[i] > 65536)
+            return usage_err(err, errlen,
+                             "--hidden: layer size %u in '%s' is not in "
+                             "[1, 65536]",
+                             mlp.hidden[i], s);
+    }
+    cfg->mlp = mlp;
+    return FL_OK;
+}
+
+static enum fl_err parse_enum_flag(struct coord_config *cfg, int id,
+                                   const char *s, char *err, size_t errlen)
+{
+    int lvl;
+    switch (id) {
+    case OPT_TOPK:
+        if (cmp_topk_method_parse(s, &cfg->topk) != 0)
+            return usage_err(err, errlen,
+                             "--topk: '%s' is not exact or sampled", s);
+        return FL_OK;
+    case OPT_VALUES:
+        if (cmp_value_coding_parse(s, &cfg->values) != 0)
+            return usage_err(err, errlen,
+                             "--values: '%s' is not fp32, fp16, bf16 or "
+                             "int8", s);
+        return FL_OK;
+    case OPT_CODEC:
+        return parse_codec(cfg, s, err, errlen);
+    case OPT_LOG_LEVEL:
+        lvl = fl_log_level_parse(s);
+        if (lvl < 0)
+            return usage_err(err, errlen,
+                             "--log-level: '%s' is not debug, info, notice, "
+                             "warn or err", s);
+        cfg->log_level = (enum fl_log_level)lvl;
+        return FL_OK;
+    case OPT_LOG_FORMAT:
+        if (strcmp(s, "text") == 0)
+            cfg->log_format = FL_LOG_TEXT;
+        else if (strcmp(s, "json") == 0)
+            cfg->log_format = FL_LOG_JSON;
+        else
+            return usage_err(err, errlen,
+                             "--log-format: '%s' is not text or json", s);
+        return FL_OK;
+    default:
+        return usage_err(err, errlen, "internal: unhandled option %d", id);
+    }
+}
+
+static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
+                                     const char *s, char *err, size_t errlen)
+{
+    uint32_t *u32 = NULL;
+    const char *name = NULL;
+    uint32_t min = 0, max = UINT32_MAX;
+    switch (id) {
+    case OPT_MIN_DEVICES: u32 = &cfg->min_devices; name = "min-devices";
+        min = 1; max = 1000000; break;
+    case OPT_MAX_DEVICES: u32 = &cfg->max_devices; name = "max-devices";
+        max = 1000000; break;
+    case OPT_MAX_ATTEMPTS: u32 = &cfg->max_attempts; name = "max-attempts";
+        min = 1; max = 1000; break;
+    case OPT_ROUNDS: u32 = &cfg->rounds; name = "rounds"; min = 1;
+        max = 10000000; break;
+    case OPT_DENSITY_WARMUP: u32 = &cfg->density_warmup;
+        name = "density-warmup"; max = 1000000; break;
+    case OPT_LOCAL_EPOCHS: u32 = &cfg->local_epochs; name = "local-epochs";
+        max = 10000; break;
+    case OPT_LOCAL_STEPS: u32 = &cfg->local_steps; name = "local-steps";
+        max = 100000000; break;
+    case OPT_BATCH_SIZE: u32 = &cfg->batch_size; name = "batch-size";
+        min = 1; max = 1000000; break;
+    case OPT_EVAL_LIMIT: u32 = &cfg->eval_limit; name = "eval-limit"; break;
+    case OPT_KEEP_VERSIONS: u32 = &cfg->keep_versions;
+        name = "keep-versions"; min = 1; max = 64; break;
+    default: break;
+    }
+    if (u32 != NULL)
+        return get_u32(name, s, min, max, u32, err, errlen);
+
+    switch (id) {
+    case OPT_SEED:
+        return get_u64("seed", s, 0, UINT64_MAX, &cfg->seed, err, errlen);
+    case OPT_MAX_SAMPLES:
+        return get_u64("max-samples", s, 1, UINT32_MAX, &cfg->max_samples,
+                       err, errlen);
+    case OPT_MAX_MESSAGE:
+        return get_bytes("max-message", s, 4096, 1024ULL * MiB,
+                         &cfg->max_message, err, errlen);
+    case OPT_WAIT_TIMEOUT:
+        return get_dbl("wait-timeout", s, 0, 1e7, false, &cfg->wait_timeout,
+                       err, errlen);
+    case OPT_ROUND_TIMEOUT:
+        return get_dbl("round-timeout", s, 0, 4e6, true, &cfg->round_timeout,
+                       err, errlen);
+    case OPT_FRACTION:
+        return get_dbl("fraction", s, 0, 1, true, &cfg->fraction, err,
+                       errlen);
+    case OPT_QUORUM:
+        return get_dbl("quorum", s, 0, 1, false, &cfg->quorum, err, errlen);
+    case OPT_DENSITY:
+        return get_dbl("density", s, 0, 1, true, &cfg->density, err, errlen);
+    case OPT_CLIP_NORM:
+        return get_dbl("clip-norm", s, 0, 1e30, false, &cfg->clip_norm, err,
+                       errlen);
+    case OPT_SERVER_LR:
+        return get_dbl("server-lr", s, 0, 1e6, true, &cfg->server_lr, err,
+                       errlen);
+    case OPT_SERVER_MOMENTUM:
+        return get_dbl("server-momentum", s, 0, 0.999, false,
+                       &cfg->server_momentum, err, errlen);
+    case OPT_LR:
+        return get_dbl("lr", s, 0, 1e6, true, &cfg->lr, err, errlen);
+    case OPT_MOMENTUM:
+        return get_dbl("momentum", s, 0, 0.999, false, &cfg->momentum, err,
+                       errlen);
+    default:
+        return usage_err(err, errlen, "internal: unhandled option %d", id);
+    }
+}
+
+static enum fl_err parse_one(struct coord_config *cfg, int id, int argc,
+                             char **argv, char *err, size_t errlen)
+{
+    switch (id) {
+    case OPT_BIND: cfg->bind = optarg; return FL_OK;
+    case OPT_ENDPOINT_FILE: cfg->endpoint_file = optarg; return FL_OK;
+    case OPT_DATA_DIR: cfg->data_dir = optarg; return FL_OK;
+    case OPT_REPORT_DIR: cfg->report_dir = optarg; return FL_OK;
+    case OPT_SAVE_MODEL: cfg->save_model = optarg; return FL_OK;
+    case OPT_SAVE_EVERY_ROUND: cfg->save_every_round = true; return FL_OK;
+    case OPT_PER_TENSOR: cfg->per_tensor = true; return FL_OK;
+    case OPT_ALLOW_OVERRIDES: cfg->allow_overrides = true; return FL_OK;
+    case OPT_HIDDEN: return parse_hidden(cfg, optarg, err, errlen);
+    case OPT_ERROR_FEEDBACK:
+        return get_onoff("error-feedback", optarg, &cfg->error_feedback, err,
+                         errlen);
+    case OPT_MOMENTUM_CORRECTION:
+        return get_momentum_correction(cfg, argc, argv, err, errlen);
+    case OPT_TOPK: case OPT_VALUES: case OPT_CODEC: case OPT_LOG_LEVEL:
+    case OPT_LOG_FORMAT:
+        return parse_enum_flag(cfg, id, optarg, err, errlen);
+    default:
+        return parse_number_flag(cfg, id, optarg, err, errlen);
+    }
+}
+
+void coord_config_release(struct coord_config *cfg)
+{
+    fl_config_free_argv(cfg->owned_argc, cfg->owned_argv);
+    cfg->owned_argv = NULL;
+    cfg->owned_argc = 0;
+}
+
+enum fl_err coord_config_parse(struct coord_config *cfg, int argc,
+                               char **argv, enum coord_action *action,
+                               char *err, size_t errlen)
+{
+    enum fl_err rc = FL_OK;
+    int c;
+    *action = COORD_ACTION_RUN;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    coord_config_release(cfg);
+    rc = fl_config_expand(argc, argv, long_options, &cfg->owned_argc,
+                          &cfg->owned_argv, err, errlen);
+    if (rc != FL_OK)
+        return FL_ERR_INVALID_ARG;
+    argc = cfg->owned_argc;
+    argv = cfg->owned_argv;
+    optind = 0; /* GNU: full re-initialisation, so parse can run again */
+    opterr = 0;
+    for (;;) {
+        c = getopt_long(argc, argv, "+:hV", long_options, NULL);
+        if (c == -1)
+            break;
+        if (c == 'h') {
+            *action = COORD_ACTION_HELP;
+            return FL_OK;
+        }
+        if (c == 'V') {
+            *action = COORD_ACTION_VERSION;
+            return FL_OK;
+        }
+        if (c == '?' || c == ':') {
+            const char *arg =
+                optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+            if (c == ':')
+                return usage_err(err, errlen, "option '%s' needs a value",
+                                 arg);
+            return usage_err(err, errlen, "unknown option '%s'", arg);
+        }
+        rc = parse_one(cfg, c, argc, argv, err, errlen);
+        if (rc != FL_OK)
+            return rc;
+    }
+    if (optind < argc)
+        return usage_err(err, errlen, "unexpected argument '%s'",
+                         argv[optind]);
+    return coord_config_validate(cfg, err, errlen);
+}
+
+enum fl_err coord_config_validate(const struct coord_config *cfg, char *err,
+                                  size_t errlen)
+{
+    if (cfg->bind == NULL || cfg->bind[0] == '\0')
+        return usage_err(err, errlen, "--bind: the endpoint is empty");
+    if (cfg->local_epochs == 0 && cfg->local_steps == 0)
+        return usage_err(err, errlen,
+                         "--local-epochs and --local-steps are both 0: "
+                         "workers would not train");
+    if (cfg->max_devices != 0 && cfg->max_devices < cfg->min_devices)
+        return usage_err(err, errlen,
+                         "--max-devices %u is below --min-devices %u",
+                         cfg->max_devices, cfg->min_devices);
+    if (cfg->save_every_round && cfg->save_model == NULL)
+        return usage_err(err, errlen,
+                         "--save-every-round needs --save-model FILE");
+    if (!(cfg->density > 0 && cfg->density <= 1))
+        return usage_err(err, errlen, "--density: %g is not in (0, 1]",
+                         cfg->density);
+    if (!(cfg->fraction > 0 && cfg->fraction <= 1))
+        return usage_err(err, errlen, "--fraction: %g is not in (0, 1]",
+                         cfg->fraction);
+    if (!(cfg->quorum >= 0 && cfg->quorum <= 1))
+        return usage_err(err, errlen, "--quorum: %g is not in [0, 1]",
+                         cfg->quorum);
+    if (!(cfg->round_timeout > 0))
+        return usage_err(err, errlen, "--round-timeout must be above 0");
+    if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0')
+        return usage_err(err, errlen, "--data-dir: the path is empty");
+    if (cfg->report_dir != NULL && cfg->report_dir[0] == '\0')
+        return usage_err(err, errlen, "--report-dir: the path is empty");
+    if (cfg->save_model != NULL && cfg->save_model[0] == '\0')
+        return usage_err(err, errlen, "--save-model: the path is empty");
+    if (cfg->endpoint_file != NULL && cfg->endpoint_file[0] == '\0')
+        return usage_err(err, errlen, "--endpoint-file: the path is empty");
+    return FL_OK;
+}

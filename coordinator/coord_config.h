@@ -1,0 +1,134 @@
+/*
+ * coord_config.h - the coordinator's settings: defaults, command-line
+ * parsing (getopt_long), validation and the --help text.
+ *
+ * struct coord_config is plain data. Strings point into argv, into the
+ * argument copies the config owns (from --config FILE, see
+ * common/fl_config.h) or to static defaults; coord_config_release() frees
+ * the copies. Parsing never prints: a usage error comes back as
+ * FL_ERR_INVALID_ARG with a one-line message in err ("--density: '2' is not
+ * in (0, 1]"). The flags and their defaults are listed in
+ * coord_config_usage() and docs/coordinator.md.
+ */
+#ifndef COORD_CONFIG_H
+#define COORD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/fl_err.h"
+#include "common/fl_log.h"
+#include "compress/cmp_types.h"
+#include "model/mdl_trainer.h"
+
+#define COORD_VERSION "0.1.0"
+#define COORD_PROGRAM "fedcomp-coordinator"
+
+enum coord_action {
+    COORD_ACTION_RUN = 0,
+    COORD_ACTION_HELP = 1,
+    COORD_ACTION_VERSION = 2
+};
+
+struct coord_config {
+    /* network */
+    const char *bind;             /* ZeroMQ endpoint to bind */
+    const char *endpoint_file;    /* NULL: do not write the bound endpoint */
+    size_t max_message;           /* bytes, ZMQ_MAXMSGSIZE and unpack limit */
+
+    /* devices and rounds */
+    uint32_t min_devices;
+    double wait_timeout;          /* seconds; 0 = wait forever */
+    double fraction;              /* (0, 1] of joined devices per round */
+    uint32_t max_devices;         /* cohort cap, 0 = none */
+    double round_timeout;         /* seconds */
+    double quorum;                /* [0, 1] of the cohort */
+    uint32_t max_attempts;        /* per round */
+    uint32_t rounds;
+    uint64_t seed;
+    uint64_t max_samples;         /* per Hello/Update */
+    uint32_t keep_versions;       /* model versions kept for XOR deltas */
+
+    /* model and training (sent to workers) */
+    struct mdl_mlp_config mlp;    /* hidden layers from --hidden */
+    uint32_t local_epochs;
+    uint32_t local_steps;
+    uint32_t batch_size;
+    double lr;
+    double momentum;
+
+    /* compression (sent to workers) */
+    double density;
+    enum cmp_topk_method topk;
+    enum cmp_value_coding values;
+    enum cmp_codec codec;
+    int level;                    /* zstd level */
+    bool error_feedback;
+    double momentum_correction;   /* factor; 0 = off */
+    uint32_t density_warmup;      /* rounds, 0 = off */
+    double clip_norm;             /* 0 = off */
+    bool per_tensor;
+    bool allow_overrides;
+
+    /* server step */
+    double server_lr;
+    double server_momentum;
+
+    /* evaluation, reports and files */
+    const char *data_dir;
+    uint32_t eval_limit;          /* 0 = all test images */
+    const char *report_dir;       /* NULL = no report files */
+    const char *save_model;       /* NULL = do not save */
+    bool save_every_round;
+
+    /* logging */
+    enum fl_log_level log_level;
+    enum fl_log_format log_format;
+
+    /* owned: the argv expanded from --config FILE (NULL without one) */
+    char **owned_argv;
+    int owned_argc;
+};
+
+/* Fill cfg with the defaults (the values --help shows). */
+void coord_config_defaults(struct coord_config *cfg);
+
+/* Parse argv over the defaults already in cfg (call coord_config_defaults()
+ * first) and validate the result. `--config FILE` reads `key = value` lines
+ * (long flag names) that act as flags placed before the command line, so
+ * the command line wins. *action says what main should do; with
+ * COORD_ACTION_HELP/VERSION the rest of cfg is unspecified.
+ * Returns FL_OK or FL_ERR_INVALID_ARG (usage error or unreadable/bad
+ * config file, message in err). Call coord_config_release() afterwards in
+ * every case. Not thread-safe (getopt state); may be called repeatedly. */
+enum fl_err coord_config_parse(struct coord_config *cfg, int argc,
+                               char **argv, enum coord_action *action,
+                               char *err, size_t errlen);
+
+/* Free what parse allocated (the --config argument copies); the strings of
+ * cfg that pointed there become invalid. Accepts a released config. */
+void coord_config_release(struct coord_config *cfg);
+
+/* Check the combination of settings (also called by parse).
+ * FL_ERR_INVALID_ARG with a message in err. */
+enum fl_err coord_config_validate(const struct coord_config *cfg, char *err,
+                                  size_t errlen);
+
+/* Print the --help text. */
+void coord_config_usage(FILE *out);
+
+/* "zstd:1", "lz4", "none": the codec as the flag spells it. */
+void coord_codec_format(enum cmp_codec codec, int level, char *buf,
+                        size_t len);
+
+/* Density of round `round` (1-based) with the warm-up schedule: for
+ * warmup >= 2 and round <= warmup, 0.25 * (target/0.25)^((round-1) /
+ * (warmup-1)), so round 1 has 0.25 and round `warmup` the target (DGC's
+ * 75% ... 99.9% sparsity for warmup 5 and target 0.001); warmup == 1 gives
+ * round 1 density 0.25. Never below target; a target >= 0.25 is used as is. */
+double coord_density_for_round(double target, uint32_t warmup,
+                               uint64_t round);
+
+#endif /* COORD_CONFIG_H */

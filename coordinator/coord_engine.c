@@ -1,0 +1,1167 @@
+#include "coordinator/coord_engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fl_alloc.h"
+#include "common/fl_log.h"
+#include "common/fl_util.h"
+#include "compress/cmp_tensor.h"
+#include "model/mdl_file.h"
+#include "proto/pb_msg.h"
+
+#define NS_PER_S 1000000000.0
+#define HEARTBEAT_MS 2000
+
+enum engine_state {
+    ST_WAITING = 0,
+    ST_OPEN = 1,
+    ST_END = 2
+};
+
+struct coord_engine {
+    const struct coord_config *cfg;
+    const struct mdl_layout *layout;
+    struct coord_io io;
+    struct coord_report *report;
+    FILE *progress;
+    uint64_t epoch;
+    size_t dim;
+
+    struct coord_agg *agg;
+    struct coord_devtab *devs;
+    struct cmp_ctx *dctx;          /* decoding updates */
+    struct pb_limits lim;
+    struct pb_layout_entry layout_pb[MDL_MAX_TENSORS];
+    struct fl_rng rng;
+
+    enum engine_state state;
+    enum coord_status status;
+    uint64_t round;                /* open or next round, 1-based */
+    uint32_t attempt;              /* of that round, 1-based */
+    uint64_t start_ns;
+    uint64_t start_cpu_ns;
+    uint64_t wait_deadline;        /* UINT64_MAX: none */
+    uint64_t round_deadline;
+    uint64_t open_ns;
+    uint64_t open_cpu_ns;
+    uint64_t agg_ns;
+    double density;                /* of the open round */
+    uint64_t max_k;                /* of the open round */
+
+    struct coord_device **cohort;
+    size_t cohort_cap;
+    uint32_t ncohort;
+    uint32_t pending;              /* cohort members still TASKED */
+    struct coord_device **scratch; /* candidates when drawing a cohort */
+    size_t scratch_cap;
+
+    struct coord_round_row row;    /* counters of the current period */
+    struct coord_round_row last;   /* last row written */
+    struct coord_summary sum;
+    uint64_t send_failures;
+};
+
+const char *coord_status_name(enum coord_status s)
+{
+    switch (s) {
+    case COORD_RUNNING: return "running";
+    case COORD_DONE: return "completed";
+    case COORD_NO_DEVICES: return "not enough devices";
+    case COORD_TOO_MANY_ATTEMPTS: return "too many failed attempts";
+    case COORD_STOPPED: return "interrupted";
+    case COORD_FAILED: return "failed";
+    }
+    return "unknown";
+}
+
+static uint64_t s_to_ns(double s)
+{
+    const double ns = s * NS_PER_S;
+    return ns >= 1.8e19 ? UINT64_MAX : (uint64_t)ns;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* ---- construction */
+
+static void init_layout(struct coord_engine *e)
+{
+    const struct mdl_layout *l = e->layout;
+    for (size_t i = 0; i < l->ntensors && i < MDL_MAX_TENSORS; i++) {
+        struct pb_layout_entry *p = &e->layout_pb[i];
+        const struct mdl_tensor_info *t = &l->tensors[i];
+        p->name = t->name;
+        p->offset = t->offset;
+        p->nshape = t->ndim <= 2 ? t->ndim : 2;
+        for (size_t j = 0; j < p->nshape; j++)
+            p->shape[j] = t->shape[j];
+    }
+}
+
+enum fl_err coord_engine_new(const struct coord_engine_env *env,
+                             struct coord_engine **out)
+{
+    enum fl_err rc = FL_OK;
+    struct coord_engine *e = NULL;
+    const struct coord_config *cfg = env->cfg;
+    *out = NULL;
+    if (cfg == NULL || env->layout == NULL || env->init == NULL ||
+        env->io.send == NULL || env->report == NULL ||
+        env->layout->dim == 0 || env->layout->ntensors > MDL_MAX_TENSORS)
+        return FL_ERR_INVALID_ARG;
+    e = fl_calloc(1, sizeof(*e));
+    if (e == NULL)
+        return FL_ERR_NOMEM;
+    e->cfg = cfg;
+    e->layout = env->layout;
+    e->io = env->io;
+    e->report = env->report;
+    e->progress = env->progress;
+    e->epoch = env->epoch;
+    e->dim = env->layout->dim;
+    e->lim.max_message = cfg->max_message;
+    init_layout(e);
+    fl_rng_seed(&e->rng, cfg->seed ^ 0x636f6f7264ULL);
+    e->round = 1;
+    e->attempt = 1;
+    e->wait_deadline = UINT64_MAX;
+    e->round_deadline = UINT64_MAX;
+    e->sum.initial_acc = NAN;
+    e->sum.final_acc = NAN;
+    e->sum.final_loss = NAN;
+    e->sum.rounds_total = cfg->rounds;
+    e->last.test_acc = NAN;
+    e->last.test_loss = NAN;
+
+    const struct coord_agg_config acfg = {
+        .dim = e->dim,
+        .server_lr = cfg->server_lr,
+        .server_momentum = cfg->server_momentum,
+        .keep_versions = cfg->keep_versions,
+    };
+    rc = coord_agg_new(&acfg, env->init, &e->agg);
+    if (rc != FL_OK)
+        goto out;
+    rc = coord_devtab_new(0, &e->devs);
+    if (rc != FL_OK)
+        goto out;
+    e->dctx = cmp_ctx_new();
+    if (e->dctx == NULL)
+        rc = FL_ERR_NOMEM;
+out:
+    if (rc != FL_OK)
+        coord_engine_destroy(&e);
+    *out = e;
+    return rc;
+}
+
+void coord_engine_destroy(struct coord_engine **ep)
+{
+    struct coord_engine *e;
+    if (ep == NULL || *ep == NULL)
+        return;
+    e = *ep;
+    coord_agg_destroy(&e->agg);
+    coord_devtab_destroy(&e->devs);
+    cmp_ctx_destroy(&e->dctx);
+    fl_free(e->cohort);
+    fl_free(e->scratch);
+    fl_free(e);
+    *ep = NULL;
+}
+
+/* ---- accessors */
+
+enum coord_status coord_engine_status(const struct coord_engine *e)
+{
+    return e->status;
+}
+const struct coord_agg *coord_engine_agg(const struct coord_engine *e)
+{
+    return e->agg;
+}
+const struct coord_devtab *coord_engine_devices(const struct coord_engine *e)
+{
+    return e->devs;
+}
+uint64_t coord_engine_round(const struct coord_engine *e) { return e->round; }
+const struct coord_round_row *coord_engine_last_row(
+    const struct coord_engine *e)
+{
+    return &e->last;
+}
+
+uint64_t coord_engine_next_deadline(const struct coord_engine *e)
+{
+    if (e->state == ST_WAITING)
+        return e->wait_deadline;
+    if (e->state == ST_OPEN)
+        return e->round_deadline;
+    return UINT64_MAX;
+}
+
+/* ---- sending */
+
+static void mark_gone(struct coord_engine *e, struct coord_device *d)
+{
+    if (d->rstate == COORD_RS_TASKED) {
+        d->rstate = COORD_RS_GONE;
+        e->pending--;
+    }
+}
+
+/* Pack env into a new buffer and hand it to the transport, to d (or to a
+ * bare routing id when d is NULL). On a send failure d is gone for this
+ * round. */
+static enum fl_err send_env(struct coord_engine *e, struct coord_device *d,
+                            const uint8_t *rid, size_t rid_len,
+                            const struct pb_envelope *env)
+{
+    size_t len = 0;
+    enum fl_err rc;
+    uint8_t *buf = NULL;
+    const size_t need = pb_packed_size(env);
+    if (d != NULL) {
+        rid = d->rid;
+        rid_len = d->rid_len;
+        if (rid_len == 0)
+            return FL_ERR_UNKNOWN_DEVICE;
+    }
+    if (need == 0)
+        return FL_ERR_INVALID_ARG;
+    buf = fl_malloc(need);
+    if (buf == NULL)
+        return FL_ERR_NOMEM;
+    rc = pb_pack(env, buf, need, &len);
+    if (rc != FL_OK) {
+        fl_free(buf);
+        fl_log(FL_LOG_ERR, "cannot pack %s: %s", pb_body_name(env->body),
+               fl_strerror(rc));
+        return rc;
+    }
+    rc = e->io.send(e->io.ctx, rid, rid_len, buf, len);
+    if (rc != FL_OK) {
+        e->send_failures++;
+        if (d != NULL) {
+            fl_log(FL_LOG_NOTICE, "cannot send %s to worker '%s': %s",
+                   pb_body_name(env->body), d->id, fl_strerror(rc));
+            mark_gone(e, d);
+            if (rc == FL_ERR_UNKNOWN_DEVICE)
+                coord_devtab_unbind(e->devs, d);
+        }
+        return rc;
+    }
+    e->row.down_wire_bytes += len;
+    if (d != NULL) {
+        d->down_bytes += len;
+        d->total_down_bytes += len;
+    }
+    return FL_OK;
+}
+
+static void send_reject(struct coord_engine *e, struct coord_device *d,
+                        const uint8_t *rid, size_t rid_len, enum fl_err code,
+                        bool has_round, uint64_t round)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_REJECT;
+    env.reject.code = (uint32_t)code;
+    env.reject.reason = fl_strerror(code);
+    env.reject.has_round = has_round;
+    env.reject.round = round;
+    if ((unsigned)code < FL_ERR__MAX)
+        e->row.rejects[code]++;
+    send_env(e, d, rid, rid_len, &env);
+}
+
+static void send_welcome(struct coord_engine *e, struct coord_device *d)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_WELCOME;
+    env.welcome.epoch = e->epoch;
+    env.welcome.device_id = d->id;
+    env.welcome.dimension = e->dim;
+    env.welcome.layout = e->layout_pb;
+    env.welcome.nlayout = e->layout->ntensors;
+    env.welcome.heartbeat_ms = HEARTBEAT_MS;
+    env.welcome.current_round = e->round;
+    send_env(e, d, NULL, 0, &env);
+}
+
+/* Bye carrying d's fate (NONE when d is NULL), to rid when given, else to
+ * d's routing id. */
+static void send_bye(struct coord_engine *e, struct coord_device *d,
+                     const uint8_t *rid, size_t rid_len, const char *reason)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_BYE;
+    env.bye.reason = reason;
+    env.bye.last_update = d != NULL && d->last_status != 0 ? d->last_status
+                                                           : PB_UPDATE_NONE;
+    env.bye.last_update_round = d != NULL ? d->last_round : 0;
+    send_env(e, rid != NULL ? NULL : d, rid, rid_len, &env);
+}
+
+static uint64_t task_seed(const struct coord_engine *e)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, e->cfg->seed ^ (e->round * 0x9e3779b97f4a7c15ULL) ^
+                        ((uint64_t)e->attempt << 48));
+    return fl_rng_next(&r);
+}
+
+static enum cmp_codec device_codec(const struct coord_engine *e,
+                                   const struct coord_device *d)
+{
+    const enum cmp_codec c = e->cfg->codec;
+    if (d->codecs_mask == 0 || (d->codecs_mask & (1u << c)) != 0)
+        return c;
+    return CMP_CODEC_NONE;
+}
+
+static void fill_task_cfg(const struct coord_engine *e, enum cmp_codec codec,
+                          struct pb_task *t)
+{
+    const struct coord_config *c = e->cfg;
+    const double ms = c->round_timeout * 1000.0;
+    t->train.local_epochs = c->local_epochs;
+    t->train.local_steps = c->local_steps;
+    t->train.batch_size = c->batch_size;
+    t->train.lr = (float)c->lr;
+    t->train.momentum = (float)c->momentum;
+    t->train.seed = task_seed(e);
+    t->compress.density = (float)e->density;
+    t->compress.topk = (uint32_t)c->topk;
+    t->compress.values = (uint32_t)c->values;
+    t->compress.codec = (uint32_t)codec;
+    t->compress.level = codec == CMP_CODEC_ZSTD ? c->level : 0;
+    t->compress.error_feedback = c->error_feedback;
+    t->compress.momentum_correction = c->momentum_correction > 0;
+    t->compress.clip_norm = (float)c->clip_norm;
+    t->compress.per_tensor = c->per_tensor;
+    t->compress.max_update_bytes = 0;
+    t->timeout_ms = ms >= 4294967295.0 ? UINT32_MAX : (uint32_t)ms;
+    t->allow_overrides = c->allow_overrides;
+}
+
+static void send_task(struct coord_engine *e, struct coord_device *d,
+                      uint64_t now_ns)
+{
+    struct pb_envelope env;
+    const struct coord_payload *p = NULL;
+    const enum cmp_codec codec = device_codec(e, d);
+    enum fl_err rc = coord_model_task_payload(e->agg, d->model_version,
+                                              codec, e->cfg->level, &p);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot encode the model for worker '%s': %s",
+               d->id, fl_strerror(rc));
+        mark_gone(e, d);
+        return;
+    }
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_TASK;
+    struct pb_task *t = &env.task;
+    t->round = e->round;
+    t->epoch = e->epoch;
+    t->model_version = p->version;
+    t->model.dimension = p->meta.dimension;
+    t->model.k = p->meta.k;
+    t->model.index_coding = (uint32_t)p->meta.index_coding;
+    t->model.value_coding = (uint32_t)p->meta.value_coding;
+    t->model.codec = (uint32_t)p->meta.codec;
+    t->model.raw_size = p->meta.raw_size;
+    t->model.checksum = p->meta.checksum;
+    t->model.payload = p->data;
+    t->model.payload_len = p->len;
+    t->model.has_base_version = p->has_base;
+    t->model.base_version = p->base_version;
+    fill_task_cfg(e, codec, t);
+    t->last_update = d->last_status != 0 ? d->last_status : PB_UPDATE_NONE;
+    t->last_update_round = d->last_round;
+    rc = send_env(e, d, NULL, 0, &env);
+    if (rc != FL_OK) {
+        mark_gone(e, d); /* also when packing failed */
+        return;
+    }
+    fl_log(FL_LOG_DEBUG, "task for round %llu sent to worker '%s' (%s, %zu "
+           "bytes)", (unsigned long long)e->round, d->id,
+           p->has_base ? "delta" : "full model", p->len);
+    d->model_version = p->version;
+    d->task_sent_ns = now_ns;
+    e->row.down_dense_bytes += (uint64_t)e->dim * 4;
+}
+
+/* ---- rounds */
+
+static int cmp_dev_id(const void *a, const void *b)
+{
+    const struct coord_device *const *x = a;
+    const struct coord_device *const *y = b;
+    return strcmp((*x)->id, (*y)->id);
+}
+
+static enum fl_err grow_ptrs(struct coord_device ***arr, size_t *cap,
+                             size_t need)
+{
+    if (need <= *cap)
+        return FL_OK;
+    struct coord_device **n = fl_realloc(*arr, need * sizeof(*n));
+    if (n == NULL)
+        return FL_ERR_NOMEM;
+    *arr = n;
+    *cap = need;
+    return FL_OK;
+}
+
+/* Draw the cohort: connected devices sorted by id (so the draw does not
+ * depend on arrival order), then a partial Fisher-Yates shuffle. */
+static enum fl_err draw_cohort(struct coord_engine *e, uint32_t *joined)
+{
+    const size_t n = coord_devtab_count(e->devs);
+    size_t ncand = 0;
+    FL_FORWARD_ERR(grow_ptrs(&e->scratch, &e->scratch_cap, n + 1));
+    for (size_t i = 0; i < n; i++) {
+        struct coord_device *d = coord_devtab_at(e->devs, i);
+        if (d->rid_len > 0)
+            e->scratch[ncand++] = d;
+    }
+    *joined = (uint32_t)ncand;
+    qsort(e->scratch, ncand, sizeof(*e->scratch), cmp_dev_id);
+    double want = ceil(e->cfg->fraction * (double)ncand - 1e-9);
+    size_t size = want < 1 ? 1 : (size_t)want;
+    if (size < e->cfg->min_devices)
+        size = e->cfg->min_devices;
+    if (e->cfg->max_devices > 0 && size > e->cfg->max_devices)
+        size = e->cfg->max_devices;
+    if (size > ncand)
+        size = ncand;
+    for (size_t i = 0; i < size; i++) {
+        const size_t j = i + (size_t)fl_rng_below(&e->rng, ncand - i);
+        struct coord_device *tmp = e->scratch[i];
+        e->scratch[i] = e->scratch[j];
+        e->scratch[j] = tmp;
+    }
+    FL_FORWARD_ERR(grow_ptrs(&e->cohort, &e->cohort_cap, size + 1));
+    memcpy(e->cohort, e->scratch, size * sizeof(*e->cohort));
+    e->ncohort = (uint32_t)size;
+    return FL_OK;
+}
+
+/* Largest k accepted: the k the workers were asked for (global or summed
+ * per tensor) with 5% slack for sampled selection, or the dimension when
+ * devices may override the settings. */
+static uint64_t round_max_k(const struct coord_engine *e)
+{
+    double k = 0;
+    if (e->cfg->allow_overrides)
+        return e->dim;
+    if (e->cfg->per_tensor) {
+        for (size_t i = 0; i < e->layout->ntensors; i++) {
+            const double s = (double)e->layout->tensors[i].size;
+            k += fmax(1.0, ceil(e->density * s));
+        }
+    } else {
+        k = fmax(1.0, ceil(e->density * (double)e->dim));
+    }
+    k = ceil(k * 1.05) + (double)e->layout->ntensors + 1;
+    return k >= (double)e->dim ? e->dim : (uint64_t)k;
+}
+
+static void reset_attempt_fields(struct coord_device *d)
+{
+    d->rstate = COORD_RS_TASKED;
+    d->task_sent_ns = 0;
+    d->update_ns = 0;
+    d->up_bytes = 0;
+    d->down_bytes = 0;
+    d->u_samples = 0;
+    d->u_k = 0;
+    d->u_values = 0;
+    d->u_codec = 0;
+    d->u_train_ms = 0;
+    d->u_encode_ms = 0;
+    d->u_load_ms = 0;
+    d->u_loss = 0;
+    d->u_has_stats = false;
+}
+
+static void enter_end(struct coord_engine *e, enum coord_status status,
+                      uint64_t now_ns);
+
+static void open_round(struct coord_engine *e, uint64_t now_ns)
+{
+    uint32_t joined = 0;
+    const enum fl_err rc = draw_cohort(e, &joined);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot draw the cohort of round %llu: %s",
+               (unsigned long long)e->round, fl_strerror(rc));
+        enter_end(e, COORD_FAILED, now_ns);
+        return;
+    }
+    e->density = coord_density_for_round(e->cfg->density,
+                                         e->cfg->density_warmup, e->round);
+    e->max_k = round_max_k(e);
+    e->row.round = e->round;
+    e->row.attempt = e->attempt;
+    e->row.joined = joined;
+    e->row.selected = e->ncohort;
+    e->row.density = e->density;
+    e->row.values = e->cfg->values;
+    e->row.codec = e->cfg->codec;
+    e->row.level = e->cfg->codec == CMP_CODEC_ZSTD ? e->cfg->level : 0;
+    e->open_ns = now_ns;
+    e->open_cpu_ns = fl_cpu_ns();
+    e->agg_ns = 0;
+    e->state = ST_OPEN;
+    e->round_deadline = add_sat(now_ns, s_to_ns(e->cfg->round_timeout));
+    fl_log(FL_LOG_INFO,
+           "round %llu attempt %u opened: cohort of %u from %u devices, "
+           "density %g, model version %llu",
+           (unsigned long long)e->round, e->attempt, e->ncohort, joined,
+           e->density, (unsigned long long)coord_agg_version(e->agg));
+    e->pending = e->ncohort;
+    for (uint32_t i = 0; i < e->ncohort; i++)
+        reset_attempt_fields(e->cohort[i]);
+    for (uint32_t i = 0; i < e->ncohort; i++) {
+        if (e->cohort[i]->rstate == COORD_RS_TASKED)
+            send_task(e, e->cohort[i], now_ns);
+    }
+}
+
+static void enter_waiting(struct coord_engine *e, uint64_t now_ns)
+{
+    e->state = ST_WAITING;
+    e->wait_deadline = e->cfg->wait_timeout > 0
+                           ? add_sat(now_ns, s_to_ns(e->cfg->wait_timeout))
+                           : UINT64_MAX;
+    e->round_deadline = UINT64_MAX;
+}
+
+static void write_device_rows(struct coord_engine *e)
+{
+    for (uint32_t i = 0; i < e->ncohort; i++) {
+        const struct coord_device *d = e->cohort[i];
+        struct coord_device_row r;
+        memset(&r, 0, sizeof(r));
+        r.round = e->round;
+        r.attempt = e->attempt;
+        r.device = d->id;
+        r.status = d->rstate == COORD_RS_REPORTED   ? COORD_DEV_REPORTED
+                   : d->rstate == COORD_RS_REJECTED ? COORD_DEV_REJECTED
+                                                    : COORD_DEV_DROPPED;
+        r.samples = d->u_samples;
+        r.up_bytes = d->up_bytes;
+        r.down_bytes = d->down_bytes;
+        r.loss = NAN;
+        if (d->rstate == COORD_RS_REPORTED) {
+            r.has_update = true;
+            r.k = d->u_k;
+            r.density = (double)d->u_k / (double)e->dim;
+            r.values = (enum cmp_value_coding)d->u_values;
+            r.codec = (enum cmp_codec)d->u_codec;
+            r.train_ms = d->u_train_ms;
+            r.encode_ms = d->u_encode_ms;
+            double up = (double)(d->update_ns - d->task_sent_ns) / 1e6 -
+                        (double)d->u_load_ms - (double)d->u_train_ms -
+                        (double)d->u_encode_ms;
+            r.upload_ms = up > 0 ? up : 0;
+            r.loss = d->u_has_stats ? (double)d->u_loss : NAN;
+        }
+        if (coord_report_device(e->report, &r) != FL_OK)
+            fl_log(FL_LOG_ERR, "cannot write a row of devices.csv");
+    }
+}
+
+/* Finish the row of the attempt that is closing and write it. */
+static void finish_row(struct coord_engine *e, bool committed, double acc,
+                       double loss, uint64_t now_ns)
+{
+    struct coord_round_row *row = &e->row;
+    uint32_t reported = 0, rejected = 0;
+    char line[256];
+    for (uint32_t i = 0; i < e->ncohort; i++) {
+        reported += e->cohort[i]->rstate == COORD_RS_REPORTED;
+        rejected += e->cohort[i]->rstate == COORD_RS_REJECTED;
+    }
+    row->committed = committed;
+    row->reported = reported;
+    row->rejected = rejected;
+    row->dropped = e->ncohort - reported - rejected;
+    row->wall_s = (double)(now_ns - e->open_ns) / NS_PER_S;
+    row->cpu_s = (double)(fl_cpu_ns() - e->open_cpu_ns) / NS_PER_S;
+    row->agg_s = (double)e->agg_ns / NS_PER_S;
+    row->test_acc = committed ? acc : NAN;
+    row->test_loss = committed ? loss : NAN;
+    write_device_rows(e);
+    if (coord_report_round(e->report, row) != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot write the report row of round %llu",
+               (unsigned long long)e->round);
+    if (e->progress != NULL) {
+        coord_report_progress(row, e->cfg->rounds, line, sizeof(line));
+        fprintf(e->progress, "%s\n", line);
+        fflush(e->progress);
+    }
+    e->sum.attempts++;
+    e->sum.rounds_done += committed;
+    e->sum.updates_used += committed ? reported : 0;
+    e->sum.updates_rejected += rejected;
+    e->sum.updates_late += row->late;
+    e->sum.up_wire_bytes += row->up_wire_bytes;
+    e->sum.up_dense_bytes += row->up_dense_bytes;
+    e->sum.other_rx_bytes += row->other_rx_bytes;
+    e->sum.down_wire_bytes += row->down_wire_bytes;
+    e->sum.down_dense_bytes += row->down_dense_bytes;
+    e->last = *row;
+    memset(row, 0, sizeof(*row));
+    for (uint32_t i = 0; i < e->ncohort; i++)
+        e->cohort[i]->rstate = COORD_RS_IDLE;
+    e->ncohort = 0;
+    e->pending = 0;
+}
+
+static void save_model(struct coord_engine *e, const char *path)
+{
+    const enum fl_err rc = mdl_file_save(path, e->layout,
+                                         coord_agg_params(e->agg),
+                                         e->sum.rounds_done);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot save the model to '%s': %s", path,
+               fl_strerror(rc));
+    else
+        fl_log(FL_LOG_INFO, "model saved to '%s'", path);
+}
+
+static void evaluate(struct coord_engine *e, double *acc, double *loss)
+{
+    *acc = NAN;
+    *loss = NAN;
+    if (e->io.evaluate == NULL)
+        return;
+    const enum fl_err rc = e->io.evaluate(e->io.ctx, coord_agg_params(e->agg),
+                                          e->dim, acc, loss);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot evaluate the model: %s",
+               fl_strerror(rc));
+        *acc = NAN;
+        *loss = NAN;
+    }
+}
+
+static void set_fate(struct coord_device *d, uint32_t status, uint64_t round)
+{
+    if (round >= d->last_round) {
+        d->last_status = status;
+        d->last_round = round;
+    }
+}
+
+/* The open attempt ends without changing the model. */
+static void abandon(struct coord_engine *e, uint64_t now_ns)
+{
+    coord_agg_discard(e->agg);
+    for (uint32_t i = 0; i < e->ncohort; i++) {
+        if (e->cohort[i]->rstate == COORD_RS_REPORTED)
+            set_fate(e->cohort[i], PB_UPDATE_NOT_USED, e->round);
+    }
+    finish_row(e, false, NAN, NAN, now_ns);
+}
+
+static void commit(struct coord_engine *e, uint64_t now_ns)
+{
+    double acc, loss;
+    char path[4096];
+    for (uint32_t i = 0; i < e->ncohort; i++) {
+        struct coord_device *d = e->cohort[i];
+        if (d->rstate == COORD_RS_REPORTED) {
+            set_fate(d, PB_UPDATE_USED, e->round);
+            d->n_used++;
+        }
+    }
+    evaluate(e, &acc, &loss);
+    e->sum.final_acc = acc;
+    e->sum.final_loss = loss;
+    if (e->cfg->save_every_round && e->cfg->save_model != NULL) {
+        snprintf(path, sizeof(path), "%s.round%llu", e->cfg->save_model,
+                 (unsigned long long)e->round);
+        save_model(e, path);
+    }
+    finish_row(e, true, acc, loss, now_ns);
+}
+
+static void close_round(struct coord_engine *e, uint64_t now_ns)
+{
+    uint32_t reported = 0;
+    for (uint32_t i = 0; i < e->ncohort; i++)
+        reported += e->cohort[i]->rstate == COORD_RS_REPORTED;
+    double need = ceil(e->cfg->quorum * (double)e->ncohort - 1e-9);
+    const uint32_t needed = need < 1 ? 1 : (uint32_t)need;
+    if (reported >= needed) {
+        const uint64_t t0 = fl_now_ns();
+        const enum fl_err rc = coord_agg_commit(e->agg);
+        e->agg_ns += fl_now_ns() - t0;
+        if (rc == FL_OK) {
+            commit(e, now_ns);
+            if (e->round >= e->cfg->rounds) {
+                enter_end(e, COORD_DONE, now_ns);
+                return;
+            }
+            e->round++;
+            e->attempt = 1;
+            enter_waiting(e, now_ns);
+            return;
+        }
+        fl_log(FL_LOG_WARN,
+               "round %llu attempt %u abandoned: the aggregated model is "
+               "not finite (%s)",
+               (unsigned long long)e->round, e->attempt, fl_strerror(rc));
+    } else {
+        fl_log(FL_LOG_NOTICE,
+               "round %llu attempt %u abandoned: %u of %u reported, "
+               "quorum %u",
+               (unsigned long long)e->round, e->attempt, reported,
+               e->ncohort, needed);
+    }
+    abandon(e, now_ns);
+    if (e->attempt >= e->cfg->max_attempts) {
+        fl_log(FL_LOG_ERR, "round %llu failed %u attempts: giving up",
+               (unsigned long long)e->round, e->attempt);
+        enter_end(e, COORD_TOO_MANY_ATTEMPTS, now_ns);
+        return;
+    }
+    e->attempt++;
+    enter_waiting(e, now_ns);
+}
+
+static void enter_end(struct coord_engine *e, enum coord_status status,
+                      uint64_t now_ns)
+{
+    const size_t n = coord_devtab_count(e->devs);
+    (void)now_ns;
+    e->state = ST_END;
+    e->status = status;
+    const char *reason = coord_engine_end_reason(e);
+    for (size_t i = 0; i < n; i++) {
+        struct coord_device *d = coord_devtab_at(e->devs, i);
+        if (d->rid_len > 0)
+            send_bye(e, d, NULL, 0, reason);
+    }
+    if (e->cfg->save_model != NULL && status != COORD_NO_DEVICES &&
+        status != COORD_FAILED)
+        save_model(e, e->cfg->save_model);
+    if (coord_report_sync(e->report) != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot flush the report files");
+    fl_log(FL_LOG_INFO, "training ended: %s", coord_status_name(status));
+}
+
+void coord_engine_start(struct coord_engine *e, uint64_t now_ns)
+{
+    double acc, loss;
+    e->start_ns = now_ns;
+    e->start_cpu_ns = fl_cpu_ns();
+    evaluate(e, &acc, &loss);
+    e->sum.initial_acc = acc;
+    if (isfinite(acc)) {
+        fl_log(FL_LOG_INFO, "initial model: acc %.4f, loss %.4f", acc, loss);
+        if (coord_report_initial(e->report, acc) != FL_OK)
+            fl_log(FL_LOG_WARN, "cannot write initial_acc");
+    }
+    enter_waiting(e, now_ns);
+}
+
+enum coord_status coord_engine_tick(struct coord_engine *e, uint64_t now_ns)
+{
+    /* A few transitions can chain (close -> wait -> open); bound them. */
+    for (int guard = 0; guard < 8; guard++) {
+        if (e->state == ST_WAITING) {
+            const size_t joined = coord_devtab_connected(e->devs);
+            if (joined >= e->cfg->min_devices) {
+                open_round(e, now_ns);
+                continue;
+            }
+            if (now_ns >= e->wait_deadline) {
+                fl_log(FL_LOG_ERR,
+                       "only %zu of %u devices joined within %g s",
+                       joined, e->cfg->min_devices, e->cfg->wait_timeout);
+                enter_end(e, COORD_NO_DEVICES, now_ns);
+            }
+            break;
+        }
+        if (e->state == ST_OPEN) {
+            if (e->pending == 0 || now_ns >= e->round_deadline) {
+                close_round(e, now_ns);
+                continue;
+            }
+            break;
+        }
+        break;
+    }
+    return e->status;
+}
+
+void coord_engine_stop(struct coord_engine *e, uint64_t now_ns)
+{
+    if (e->state == ST_END)
+        return;
+    if (e->state == ST_OPEN) {
+        fl_log(FL_LOG_NOTICE, "stopping: round %llu attempt %u abandoned",
+               (unsigned long long)e->round, e->attempt);
+        abandon(e, now_ns);
+    }
+    enter_end(e, COORD_STOPPED, now_ns);
+}
+
+const char *coord_engine_end_reason(const struct coord_engine *e)
+{
+    return e->status == COORD_DONE ? "training complete"
+                                   : coord_status_name(e->status);
+}
+
+void coord_engine_summary(const struct coord_engine *e, uint64_t now_ns,
+                          struct coord_summary *s)
+{
+    *s = e->sum;
+    /* traffic after the last row (Byes, late messages) */
+    s->up_wire_bytes += e->row.up_wire_bytes;
+    s->up_dense_bytes += e->row.up_dense_bytes;
+    s->other_rx_bytes += e->row.other_rx_bytes;
+    s->down_wire_bytes += e->row.down_wire_bytes;
+    s->down_dense_bytes += e->row.down_dense_bytes;
+    s->updates_late += e->row.late;
+    s->send_failures = e->send_failures;
+    s->wall_s = (double)(now_ns - e->start_ns) / NS_PER_S;
+    s->cpu_s = (double)(fl_cpu_ns() - e->start_cpu_ns) / NS_PER_S;
+    s->outcome = coord_status_name(e->status);
+}
+
+/* ---- receiving */
+
+static void handle_hello(struct coord_engine *e, const uint8_t *rid,
+                         size_t rid_len, const struct pb_hello *h,
+                         uint64_t now_ns)
+{
+    struct coord_device *d = NULL;
+    struct coord_device *holder = coord_devtab_by_rid(e->devs, rid, rid_len);
+    bool created = false;
+    enum fl_err rc = FL_OK;
+    if (!coord_device_id_valid(h->device_id)) {
+        fl_log(FL_LOG_NOTICE, "rejected hello: device id '%.64s' is not 1-64 "
+               "characters of [A-Za-z0-9._:-]", h->device_id);
+        send_reject(e, NULL, rid, rid_len, FL_ERR_INVALID_ARG, false, 0);
+        return;
+    }
+    if (h->n_samples == 0 || h->n_samples > e->cfg->max_samples) {
+        fl_log(FL_LOG_NOTICE, "rejected hello from worker '%s': %llu samples "
+               "is not in [1, %llu]", h->device_id,
+               (unsigned long long)h->n_samples,
+               (unsigned long long)e->cfg->max_samples);
+        send_reject(e, NULL, rid, rid_len, FL_ERR_SAMPLES, false, 0);
+        return;
+    }
+    if (holder != NULL && strcmp(holder->id, h->device_id) != 0)
+        mark_gone(e, holder);   /* its connection now speaks for another */
+    rc = coord_devtab_bind(e->devs, h->device_id, rid, rid_len, &d, &created);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_NOTICE, "rejected hello from worker '%s': %s",
+               h->device_id, fl_strerror(rc));
+        send_reject(e, NULL, rid, rid_len, rc, false, 0);
+        return;
+    }
+    d->n_samples = h->n_samples;
+    d->codecs_mask = h->codecs_mask;
+    d->last_seen_ns = now_ns;
+    d->model_version =
+        h->has_model_version &&
+                coord_agg_version_params(e->agg, h->model_version) != NULL
+            ? h->model_version
+            : 0;
+    fl_log(FL_LOG_INFO, "worker '%s' %s (%llu samples, %zu connected)",
+           d->id, created ? "joined" : "joined again",
+           (unsigned long long)d->n_samples,
+           coord_devtab_connected(e->devs));
+    send_welcome(e, d);
+    /* A cohort member that says Hello again lost its Task or could not
+     * apply it (e.g. unknown base version): send the Task again. */
+    if (e->state == ST_OPEN &&
+        (d->rstate == COORD_RS_TASKED || d->rstate == COORD_RS_GONE) &&
+        d->rid_len > 0) {
+        if (d->rstate == COORD_RS_GONE) {
+            d->rstate = COORD_RS_TASKED;
+            e->pending++;
+        }
+        send_task(e, d, now_ns);
+    }
+}
+
+static void reject_update(struct coord_engine *e, struct coord_device *d,
+                          const uint8_t *rid, size_t rid_len, uint64_t round,
+                          enum fl_err code)
+{
+    fl_log(FL_LOG_NOTICE, "rejected update from worker '%s' for round %llu: "
+           "%s", d != NULL ? d->id : "?", (unsigned long long)round,
+           fl_strerror(code));
+    send_reject(e, d, rid, rid_len, code, true, round);
+}
+
+/* A late update: counted, a "late" device row, and the device's fate for
+ * that round becomes NOT_USED. */
+static void record_late(struct coord_engine *e, struct coord_device *d,
+                        const struct pb_update *u, size_t len)
+{
+    struct coord_device_row r;
+    e->row.late++;
+    d->n_late++;
+    set_fate(d, PB_UPDATE_NOT_USED, u->round);
+    memset(&r, 0, sizeof(r));
+    r.round = u->round;
+    r.device = d->id;
+    r.status = COORD_DEV_LATE;
+    r.samples = u->n_samples;
+    r.up_bytes = len;
+    r.loss = NAN;
+    if (coord_report_device(e->report, &r) != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot write a row of devices.csv");
+}
+
+/* Checks before decoding: the update's round, sender and sample count. */
+static enum fl_err check_update(const struct coord_engine *e,
+                                const struct coord_device *d,
+                                const struct pb_update *u)
+{
+    if (e->state != ST_OPEN || u->round != e->round)
+        return u->round <= e->round && u->round > 0 ? FL_ERR_LATE
+                                                    : FL_ERR_STALE_ROUND;
+    if (d->rstate == COORD_RS_IDLE)
+        return FL_ERR_NOT_IN_COHORT;
+    if (d->rstate == COORD_RS_REPORTED || d->rstate == COORD_RS_REJECTED)
+        return FL_ERR_DUPLICATE;
+    if (u->n_samples == 0 || u->n_samples > e->cfg->max_samples)
+        return FL_ERR_SAMPLES;
+    return FL_OK;
+}
+
+/* Raw stream bound for k = dim: 5-byte varints or the bitmap, fp32. */
+static uint64_t raw_bound(uint64_t dim)
+{
+    return dim * 9 + dim / 8 + 1024;
+}
+
+static enum fl_err decode_and_add(struct coord_engine *e,
+                                  const struct pb_update *u)
+{
+    const struct pb_tensor *t = &u->delta;
+    const uint32_t *idx = NULL;
+    const float *val = NULL;
+    size_t k = 0;
+    const struct cmp_meta meta = {
+        .dimension = t->dimension,
+        .k = t->k,
+        .index_coding = (enum cmp_index_coding)t->index_coding,
+        .value_coding = (enum cmp_value_coding)t->value_coding,
+        .codec = (enum cmp_codec)t->codec,
+        .raw_size = t->raw_size,
+        .checksum = t->checksum,
+    };
+    const struct cmp_limits lim = {
+        .dimension = e->dim,
+        .max_k = e->max_k,
+        .max_raw_size = raw_bound(e->dim),
+    };
+    if (t->dimension != e->dim)
+        return FL_ERR_DIMENSION;
+    if (t->k == 0 || t->k > e->max_k)
+        return FL_ERR_K_RANGE;
+    FL_FORWARD_ERR(cmp_sparse_decode(e->dctx, &meta, t->payload,
+                                     t->payload_len, &lim, &idx, &val, &k));
+    if (k != t->k)
+        return FL_ERR_K_RANGE;
+    return coord_agg_add(e->agg, idx, val, k, (double)u->n_samples);
+}
+
+static void handle_update(struct coord_engine *e, struct coord_device *d,
+                          const uint8_t *rid, size_t rid_len,
+                          const struct pb_update *u, size_t len,
+                          uint64_t now_ns)
+{
+    enum fl_err rc;
+    if (d == NULL) {
+        e->row.other_rx_bytes += len;
+        fl_log(FL_LOG_NOTICE, "rejected update for round %llu from an "
+               "unknown device (no hello)", (unsigned long long)u->round);
+        send_reject(e, NULL, rid, rid_len, FL_ERR_UNKNOWN_DEVICE, true,
+                    u->round);
+        return;
+    }
+    rc = check_update(e, d, u);
+    if (rc == FL_OK) {
+        const uint64_t t0 = fl_now_ns();
+        rc = decode_and_add(e, u);
+        e->agg_ns += fl_now_ns() - t0;
+    }
+    if (rc == FL_ERR_LATE) {
+        e->row.other_rx_bytes += len;
+        record_late(e, d, u, len);
+        reject_update(e, d, NULL, 0, u->round, FL_ERR_LATE);
+        return;
+    }
+    const bool member = rc != FL_ERR_NOT_IN_COHORT &&
+                        rc != FL_ERR_DUPLICATE && rc != FL_ERR_STALE_ROUND;
+    if (member) {
+        /* the update counts for this cohort member, good or bad */
+        if (d->rstate == COORD_RS_TASKED)
+            e->pending--;
+        d->update_ns = now_ns;
+        d->up_bytes += len;
+        d->u_samples = u->n_samples;
+        d->u_k = u->delta.k;
+        d->u_values = u->delta.value_coding;
+        d->u_codec = u->delta.codec;
+        d->u_train_ms = u->stats.train_ms;
+        d->u_encode_ms = u->stats.encode_ms;
+        d->u_load_ms = u->stats.load_ms;
+        d->u_loss = u->stats.loss;
+        d->u_has_stats = true;
+    }
+    if (rc == FL_OK) {
+        d->rstate = COORD_RS_REPORTED;
+        d->total_up_bytes += len;
+        e->row.up_wire_bytes += len;
+        e->row.up_dense_bytes += (uint64_t)e->dim * 4;
+        fl_log(FL_LOG_DEBUG, "update from worker '%s' for round %llu: %zu "
+               "bytes, k %llu", d->id, (unsigned long long)u->round, len,
+               (unsigned long long)u->delta.k);
+        return;
+    }
+    e->row.other_rx_bytes += len;
+    if (member) {
+        d->rstate = COORD_RS_REJECTED;
+        d->n_rejected++;
+        set_fate(d, PB_UPDATE_NOT_USED, u->round);
+    } else if (rc == FL_ERR_NOT_IN_COHORT) {
+        set_fate(d, PB_UPDATE_NOT_USED, u->round);
+    }
+    reject_update(e, d, NULL, 0, u->round, rc);
+}
+
+static void handle_bye(struct coord_engine *e, struct coord_device *d)
+{
+    if (d == NULL)
+        return;
+    fl_log(FL_LOG_INFO, "worker '%s' left", d->id);
+    mark_gone(e, d);
+    coord_devtab_unbind(e->devs, d);
+}
+
+static void dispatch(struct coord_engine *e, struct coord_device *d,
+                     const uint8_t *rid, size_t rid_len,
+                     const struct pb_envelope *env, size_t len,
+                     uint64_t now_ns)
+{
+    switch (env->body) {
+    case PB_BODY_HELLO:
+        e->row.other_rx_bytes += len;
+        handle_hello(e, rid, rid_len, &env->hello, now_ns);
+        return;
+    case PB_BODY_UPDATE:
+        handle_update(e, d, rid, rid_len, &env->update, len, now_ns);
+        return;
+    case PB_BODY_BYE:
+        e->row.other_rx_bytes += len;
+        handle_bye(e, d);
+        return;
+    case PB_BODY_REJECT:
+        e->row.other_rx_bytes += len;
+        fl_log(FL_LOG_NOTICE, "worker '%s' rejected a message: %s (code %u)",
+               d != NULL ? d->id : "?",
+               env->reject.reason != NULL ? env->reject.reason : "",
+               env->reject.code);
+        return;
+    case PB_BODY_NONE:
+    case PB_BODY_WELCOME:
+    case PB_BODY_TASK:
+        break;
+    }
+    e->row.other_rx_bytes += len;
+    fl_log(FL_LOG_NOTICE, "rejected %s from worker '%s': not a message for "
+           "the coordinator", pb_body_name(env->body),
+           d != NULL ? d->id : "?");
+    send_reject(e, d, rid, rid_len, FL_ERR_BAD_STATE, false, 0);
+}
+
+/* Training is over: a device that did not get its Bye (it was busy, or
+ * came back) gets it now; a late update is counted as late first. */
+static void after_end(struct coord_engine *e, struct coord_device *d,
+                      const uint8_t *rid, size_t rid_len,
+                      const struct pb_envelope *env, size_t len)
+{
+    e->row.other_rx_bytes += len;
+    if (env->body == PB_BODY_HELLO) {
+        if (coord_device_id_valid(env->hello.device_id))
+            d = coord_devtab_by_id(e->devs, env->hello.device_id);
+        send_bye(e, d, rid, rid_len, coord_engine_end_reason(e));
+        if (d != NULL)
+            fl_log(FL_LOG_INFO, "worker '%s' came back after the end: bye",
+                   d->id);
+        return;
+    }
+    if (env->body != PB_BODY_UPDATE || d == NULL)
+        return;
+    record_late(e, d, &env->update, len);
+    fl_log(FL_LOG_NOTICE, "late update from worker '%s' for round %llu after "
+           "the end: bye", d->id, (unsigned long long)env->update.round);
+    send_bye(e, d, rid, rid_len, coord_engine_end_reason(e));
+}
+
+void coord_engine_on_message(struct coord_engine *e, const uint8_t *rid,
+                             size_t rid_len, const uint8_t *data,
+                             size_t len, size_t extra_frames,
+                             size_t extra_bytes, uint64_t now_ns)
+{
+    struct coord_device *d = coord_devtab_by_rid(e->devs, rid, rid_len);
+    struct pb_msg *msg = NULL;
+    const struct pb_envelope *env = NULL;
+    uint32_t version = 0;
+    char why[160];
+    enum fl_err rc;
+    if (d != NULL)
+        d->last_seen_ns = now_ns;
+    if (extra_frames > 0) {
+        e->row.other_rx_bytes += len + extra_bytes;
+        fl_log(FL_LOG_NOTICE, "dropped a message of %zu frames from worker "
+               "'%s': one frame expected", extra_frames + 1,
+               d != NULL ? d->id : "?");
+        return;
+    }
+    why[0] = '\0';
+    /* The parser may allocate twice the message plus 1 MiB: enough for
+     * any honest message, and a bound on what a crafted one can cost. */
+    e->lim.max_alloc = 2 * len + (1u << 20);
+    rc = pb_unpack(data, len, &e->lim, &msg, &env, &version, why,
+                   sizeof(why));
+    if (rc != FL_OK) {
+        e->row.other_rx_bytes += len;
+        if (rc == FL_ERR_NOMEM)
+            rc = FL_ERR_TOO_LARGE;   /* over the parse budget */
+        fl_log(FL_LOG_NOTICE, "rejected a message of %zu bytes from worker "
+               "'%s': %s%s%s", len, d != NULL ? d->id : "?",
+               fl_strerror(rc), why[0] != '\0' ? ": " : "", why);
+        send_reject(e, d, rid, rid_len, rc, false, 0);
+        return;
+    }
+    if (e->state == ST_END)
+        after_end(e, d, rid, rid_len, env, len);
+    else
+        dispatch(e, d, rid, rid_len, env, len, now_ns);
+    pb_msg_destroy(&msg);
+}

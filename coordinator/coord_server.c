@@ -1,0 +1,484 @@
+#include "coordinator/coord_server.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "common/fl_alloc.h"
+#include "common/fl_log.h"
+#include "common/fl_util.h"
+#include "coordinator/coord_report.h"
+#include "model/mdl_data.h"
+#include "model/mdl_trainer.h"
+
+#define RECV_BATCH 1024
+#define POLL_MAX_MS 250
+#define MONITOR_EP "inproc://fedcomp-coordinator-monitor"
+#define DRAIN_MIN_S 5.0
+#define DRAIN_MAX_S 30.0
+#define DRAIN_STOP_S 1.0
+
+static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t signal_count;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+    signal_count++;
+}
+
+struct server {
+    const struct coord_config *cfg;
+    void *zctx;
+    void *sock;
+    void *mon;                   /* PAIR reading the ROUTER's monitor */
+    int peers;                   /* TCP peers connected (from the monitor) */
+    struct mdl_dataset *test;
+    struct mdl_trainer *trainer;
+    float *init;
+    struct coord_report *report;
+    struct coord_engine *engine;
+    char endpoint[512];
+};
+
+int coord_exit_code(enum fl_err rc, enum coord_status status)
+{
+    if (rc != FL_OK)
+        return 1;
+    switch (status) {
+    case COORD_DONE:
+    case COORD_STOPPED:
+        return 0;
+    case COORD_NO_DEVICES:
+        return 3;
+    case COORD_TOO_MANY_ATTEMPTS:
+        return 4;
+    case COORD_RUNNING:
+    case COORD_FAILED:
+        break;
+    }
+    return 1;
+}
+
+static enum fl_err install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal; /* no SA_RESTART: zmq_poll returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) != 0 ||
+        sigaction(SIGTERM, &sa, NULL) != 0)
+        return FL_ERR_IO;
+    signal(SIGPIPE, SIG_IGN);
+    return FL_OK;
+}
+
+static uint64_t draw_epoch(void)
+{
+    uint64_t x = 0;
+    if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t)sizeof(x)) {
+        struct fl_rng r;
+        fl_rng_seed(&r, fl_now_ns() ^ ((uint64_t)getpid() << 32));
+        x = fl_rng_next(&r);
+    }
+    return x != 0 ? x : 1;
+}
+
+/* ---- model and test data */
+
+static enum fl_err load_model(struct server *s)
+{
+    const struct coord_config *cfg = s->cfg;
+    char err[256] = "";
+    enum fl_err rc = mdl_dataset_load(cfg->data_dir, "t10k", NULL, 0,
+                                      &s->test, err, sizeof(err));
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot load the test set from '%s': %s",
+               cfg->data_dir, err[0] != '\0' ? err : fl_strerror(rc));
+        return rc;
+    }
+    if (cfg->eval_limit > 0 && cfg->eval_limit < s->test->n)
+        mdl_dataset_truncate(s->test, cfg->eval_limit);
+    struct mdl_mlp_config mlp = cfg->mlp;
+    mlp.input = s->test->dim;
+    mlp.classes = s->test->nclasses;
+    rc = mdl_trainer_new_mlp(&mlp, &s->trainer);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot build the model: %s", fl_strerror(rc));
+        return rc;
+    }
+    const struct mdl_layout *l = mdl_trainer_layout(s->trainer);
+    s->init = fl_malloc(l->dim * sizeof(float));
+    if (s->init == NULL)
+        return FL_ERR_NOMEM;
+    mdl_trainer_init_params(s->trainer, cfg->seed, s->init);
+    fl_log(FL_LOG_INFO, "model: %zu parameters in %zu tensors; evaluating "
+           "on %u test images", l->dim, l->ntensors, s->test->n);
+    return FL_OK;
+}
+
+static enum fl_err evaluate_cb(void *ctx, const float *params, size_t dim,
+                               double *acc, double *loss)
+{
+    struct server *s = ctx;
+    struct mdl_eval_result res;
+    (void)dim;
+    FL_FORWARD_ERR(mdl_trainer_evaluate(s->trainer, params, s->test, &res));
+    *acc = res.accuracy;
+    *loss = res.loss;
+    return FL_OK;
+}
+
+/* ---- the socket */
+
+static enum fl_err zmq_fail(const char *what)
+{
+    fl_log(FL_LOG_ERR, "%s: %s (errno %d)", what, zmq_strerror(errno),
+           errno);
+    return FL_ERR_ZMQ;
+}
+
+static enum fl_err set_int(void *sock, int opt, int v, const char *name)
+{
+    if (zmq_setsockopt(sock, opt, &v, sizeof(v)) != 0)
+        return zmq_fail(name);
+    return FL_OK;
+}
+
+/* Connection events tell when every worker has gone after its Bye. */
+static enum fl_err open_monitor(struct server *s)
+{
+    if (zmq_socket_monitor(s->sock, MONITOR_EP,
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        return zmq_fail("cannot monitor the router socket");
+    s->mon = zmq_socket(s->zctx, ZMQ_PAIR);
+    if (s->mon == NULL)
+        return zmq_fail("cannot create the monitor socket");
+    FL_FORWARD_ERR(set_int(s->mon, ZMQ_LINGER, 0, "cannot set ZMQ_LINGER"));
+    if (zmq_connect(s->mon, MONITOR_EP) != 0)
+        return zmq_fail("cannot connect the monitor socket");
+    return FL_OK;
+}
+
+static void read_monitor(struct server *s)
+{
+    for (;;) {
+        zmq_msg_t m;
+        uint16_t ev = 0;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        if (zmq_msg_size(&m) >= sizeof(ev))
+            memcpy(&ev, zmq_msg_data(&m), sizeof(ev));
+        int more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, s->mon, 0) < 0)
+                more = 0;
+            else
+                more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (ev == ZMQ_EVENT_ACCEPTED)
+            s->peers++;
+        else if (ev == ZMQ_EVENT_DISCONNECTED && s->peers > 0)
+            s->peers--;
+        fl_log(FL_LOG_DEBUG, "%s: %d peers connected",
+               ev == ZMQ_EVENT_ACCEPTED ? "peer connected"
+                                        : "peer disconnected",
+               s->peers);
+    }
+}
+
+static enum fl_err open_socket(struct server *s)
+{
+    size_t len = sizeof(s->endpoint);
+    const int64_t maxmsg = (int64_t)s->cfg->max_message;
+    s->zctx = zmq_ctx_new();
+    if (s->zctx == NULL)
+        return zmq_fail("cannot create the zeromq context");
+    s->sock = zmq_socket(s->zctx, ZMQ_ROUTER);
+    if (s->sock == NULL)
+        return zmq_fail("cannot create the router socket");
+    FL_FORWARD_ERR(set_int(s->sock, ZMQ_ROUTER_MANDATORY, 1,
+                           "cannot set ZMQ_ROUTER_MANDATORY"));
+    FL_FORWARD_ERR(set_int(s->sock, ZMQ_LINGER, 1000,
+                           "cannot set ZMQ_LINGER"));
+    FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_IVL, 2000,
+                           "cannot set ZMQ_HEARTBEAT_IVL"));
+    FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_TTL, 10000,
+                           "cannot set ZMQ_HEARTBEAT_TTL"));
+    FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_TIMEOUT, 10000,
+                           "cannot set ZMQ_HEARTBEAT_TIMEOUT"));
+    FL_FORWARD_ERR(set_int(s->sock, ZMQ_HANDSHAKE_IVL, 5000,
+                           "cannot set ZMQ_HANDSHAKE_IVL"));
+    if (zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg,
+                       sizeof(maxmsg)) != 0)
+        return zmq_fail("cannot set ZMQ_MAXMSGSIZE");
+    FL_FORWARD_ERR(open_monitor(s));
+    if (zmq_bind(s->sock, s->cfg->bind) != 0) {
+        fl_log(FL_LOG_ERR, "cannot bind '%s': %s", s->cfg->bind,
+               zmq_strerror(errno));
+        return FL_ERR_ZMQ;
+    }
+    if (zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, s->endpoint, &len) != 0)
+        return zmq_fail("cannot read the bound endpoint");
+    s->endpoint[sizeof(s->endpoint) - 1] = '\0';
+    fl_log(FL_LOG_INFO, "listening on %s", s->endpoint);
+    if (s->cfg->endpoint_file != NULL) {
+        char line[sizeof(s->endpoint) + 1];
+        const int n = snprintf(line, sizeof(line), "%s\n", s->endpoint);
+        if (fl_file_write_atomic(s->cfg->endpoint_file, line, (size_t)n) !=
+            FL_OK) {
+            fl_log(FL_LOG_ERR, "cannot write the endpoint file '%s': %s",
+                   s->cfg->endpoint_file, strerror(errno));
+            return FL_ERR_IO;
+        }
+    }
+    return FL_OK;
+}
+
+static void free_frame(void *data, void *hint)
+{
+    (void)hint;
+    fl_free(data);
+}
+
+/* Owns buf: ZeroMQ frees it once sent (zero copy), or zmq_msg_close()
+ * does when the send fails. */
+static enum fl_err send_cb(void *ctx, const uint8_t *rid, size_t rid_len,
+                           uint8_t *buf, size_t len)
+{
+    struct server *s = ctx;
+    zmq_msg_t msg;
+    if (zmq_msg_init_data(&msg, buf, len, free_frame, NULL) != 0) {
+        fl_free(buf);
+        return FL_ERR_NOMEM;
+    }
+    if (zmq_send(s->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&msg, s->sock, ZMQ_DONTWAIT) < 0) {
+        const int err = errno;
+        zmq_msg_close(&msg);
+        fl_log(FL_LOG_NOTICE, "send of %zu bytes failed: %s", len,
+               zmq_strerror(err));
+        if (err == EHOSTUNREACH)
+            return FL_ERR_UNKNOWN_DEVICE;
+        if (err == EAGAIN)
+            return FL_ERR_TIMEOUT;
+        return FL_ERR_ZMQ;
+    }
+    return FL_OK;
+}
+
+/* Receive one message. 1 when one was handled, 0 when none is waiting,
+ * -1 on a socket error. */
+static int recv_one(struct server *s)
+{
+    zmq_msg_t rid, body, extra;
+    size_t nextra = 0, extra_bytes = 0;
+    int more;
+    zmq_msg_init(&rid);
+    if (zmq_msg_recv(&rid, s->sock, ZMQ_DONTWAIT) < 0) {
+        const int err = errno;
+        zmq_msg_close(&rid);
+        if (err == EAGAIN || err == EINTR)
+            return 0;
+        zmq_fail("cannot receive");
+        return -1;
+    }
+    if (!zmq_msg_more(&rid)) {
+        zmq_msg_close(&rid);
+        return 1;
+    }
+    zmq_msg_init(&body);
+    if (zmq_msg_recv(&body, s->sock, 0) < 0) {
+        zmq_msg_close(&body);
+        zmq_msg_close(&rid);
+        return errno == EINTR ? 0 : -1;
+    }
+    more = zmq_msg_more(&body);
+    while (more) {
+        zmq_msg_init(&extra);
+        if (zmq_msg_recv(&extra, s->sock, 0) < 0) {
+            zmq_msg_close(&extra);
+            break;
+        }
+        nextra++;
+        extra_bytes += zmq_msg_size(&extra);
+        more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+    }
+    coord_engine_on_message(s->engine, zmq_msg_data(&rid),
+                            zmq_msg_size(&rid), zmq_msg_data(&body),
+                            zmq_msg_size(&body), nextra, extra_bytes,
+                            fl_now_ns());
+    zmq_msg_close(&body);
+    zmq_msg_close(&rid);
+    return 1;
+}
+
+static int poll_timeout_ms(const struct server *s)
+{
+    const uint64_t dl = coord_engine_next_deadline(s->engine);
+    const uint64_t now = fl_now_ns();
+    if (dl == UINT64_MAX)
+        return POLL_MAX_MS;
+    if (dl <= now)
+        return 0;
+    const uint64_t ms = (dl - now + 999999) / 1000000;
+    return ms > POLL_MAX_MS ? POLL_MAX_MS : (int)ms;
+}
+
+/* Wait up to timeout_ms for a message or a connection event and handle
+ * what arrived. FL_ERR_ZMQ on a socket error. */
+static enum fl_err poll_once(struct server *s, int timeout_ms)
+{
+    zmq_pollitem_t items[2] = {{.socket = s->sock, .events = ZMQ_POLLIN},
+                               {.socket = s->mon, .events = ZMQ_POLLIN}};
+    const int n = zmq_poll(items, 2, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? FL_OK : zmq_fail("zmq_poll failed");
+    if (items[1].revents & ZMQ_POLLIN)
+        read_monitor(s);
+    if ((items[0].revents & ZMQ_POLLIN) == 0)
+        return FL_OK;
+    for (int i = 0; i < RECV_BATCH; i++) {
+        const int r = recv_one(s);
+        if (r < 0)
+            return FL_ERR_ZMQ;
+        if (r == 0)
+            break;
+    }
+    return FL_OK;
+}
+
+static enum fl_err run_loop(struct server *s)
+{
+    coord_engine_start(s->engine, fl_now_ns());
+    while (coord_engine_tick(s->engine, fl_now_ns()) == COORD_RUNNING) {
+        if (stop_signal != 0) {
+            fl_log(FL_LOG_NOTICE, "signal %d: stopping", (int)stop_signal);
+            coord_engine_stop(s->engine, fl_now_ns());
+            break;
+        }
+        FL_FORWARD_ERR(poll_once(s, poll_timeout_ms(s)));
+    }
+    return FL_OK;
+}
+
+/* After the Byes: a worker that was busy training reads its Bye only when
+ * it is done, and a closed socket would take the unread Bye with it. So
+ * keep serving (late updates and Hellos get a Bye again) until every peer
+ * has disconnected, at most the round timeout clamped to [5 s, 30 s], 1 s
+ * after a signal, and not at all after a second signal. */
+static void drain(struct server *s)
+{
+    const int signals = signal_count;
+    double grace = FL_MIN(FL_MAX(s->cfg->round_timeout, DRAIN_MIN_S),
+                          DRAIN_MAX_S);
+    if (coord_engine_status(s->engine) == COORD_STOPPED)
+        grace = DRAIN_STOP_S;
+    const uint64_t end = fl_now_ns() + (uint64_t)(grace * 1e9);
+    read_monitor(s);
+    while (s->peers > 0 && signal_count == signals) {
+        const uint64_t now = fl_now_ns();
+        if (now >= end) {
+            fl_log(FL_LOG_NOTICE, "%d peers still connected %.1f s after "
+                   "the bye: closing", s->peers, grace);
+            return;
+        }
+        const uint64_t ms = (end - now) / 1000000 + 1;
+        if (poll_once(s, ms > POLL_MAX_MS ? POLL_MAX_MS : (int)ms) != FL_OK)
+            return;
+    }
+}
+
+static void release(struct server *s)
+{
+    coord_engine_destroy(&s->engine);
+    if (s->sock != NULL && s->mon != NULL)
+        zmq_socket_monitor(s->sock, NULL, 0);
+    if (s->mon != NULL)
+        zmq_close(s->mon);
+    if (s->sock != NULL)
+        zmq_close(s->sock);
+    if (s->zctx != NULL) {
+        while (zmq_ctx_term(s->zctx) != 0 && errno == EINTR)
+            ;
+    }
+    coord_report_close(&s->report);
+    mdl_trainer_destroy(&s->trainer);
+    mdl_dataset_destroy(&s->test);
+    fl_free(s->init);
+}
+
+enum fl_err coord_server_run(const struct coord_config *cfg,
+                             enum coord_status *status)
+{
+    struct server s;
+    struct coord_summary sum;
+    char err[512] = "";
+    enum fl_err rc = FL_OK;
+    memset(&s, 0, sizeof(s));
+    s.cfg = cfg;
+    *status = COORD_FAILED;
+    stop_signal = 0;
+    signal_count = 0;
+    if (cfg->momentum_correction > 0 &&
+        fabs(cfg->momentum_correction - cfg->momentum) > 1e-6)
+        fl_log(FL_LOG_WARN, "protocol version 1 carries no momentum-correction "
+               "factor: workers use the local momentum %g, not %g",
+               cfg->momentum, cfg->momentum_correction);
+    mdl_blas_single_thread();
+    rc = install_signals();
+    if (rc == FL_OK)
+        rc = load_model(&s);
+    if (rc != FL_OK)
+        goto out;
+    rc = coord_report_open(cfg->report_dir, &s.report, err, sizeof(err));
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "%s", err);
+        goto out;
+    }
+    const struct coord_engine_env env = {
+        .cfg = cfg,
+        .layout = mdl_trainer_layout(s.trainer),
+        .init = s.init,
+        .io = {.ctx = &s, .send = send_cb, .evaluate = evaluate_cb},
+        .report = s.report,
+        .progress = stderr,
+        .epoch = draw_epoch(),
+    };
+    rc = coord_engine_new(&env, &s.engine);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot start the coordinator: %s",
+               fl_strerror(rc));
+        goto out;
+    }
+    rc = open_socket(&s);
+    if (rc != FL_OK)
+        goto out;
+    rc = run_loop(&s);
+    if (rc != FL_OK && coord_engine_status(s.engine) == COORD_RUNNING)
+        coord_engine_stop(s.engine, fl_now_ns());
+    if (rc == FL_OK)
+        drain(&s);
+    *status = coord_engine_status(s.engine);
+    coord_engine_summary(s.engine, fl_now_ns(), &sum);
+    if (rc != FL_OK)
+        sum.outcome = "failed";
+    if (coord_report_summary(s.report, &sum, stdout) != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot write summary.txt");
+out:
+    release(&s);
+    return rc;
+}
