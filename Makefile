@@ -152,10 +152,10 @@ programs: build-rel
 all: programs
 
 check: programs
-	@tests/run-tests.sh --quick
+	@FL_BUILD=$(B) tests/run-tests.sh --quick
 
 test: programs build-asan
-	@tests/run-tests.sh --full
+	@FL_BUILD=$(B) tests/run-tests.sh --full
 
 bench: programs
 	@bench/run-bench.sh

@@ -8,7 +8,7 @@
 set -u
 cd "$(dirname "$0")/.."
 mode=${1:---full}
-B=build
+B=${FL_BUILD:-build}
 pass=0
 fail=0
 failed_names=()

@@ -1,0 +1,999 @@
+/*
+ * wrk_client.c - the worker's protocol loop (wrk_client.h,
+ * docs/protocol.md, docs/worker.md).
+ *
+ * State that matters across messages:
+ *   epoch       the coordinator instance we joined; a change means restart
+ *   model       the global model held (version), for XOR deltas
+ *   upd         residual, velocity and the pending update (wrk_update.h)
+ *
+ * The fate of the pending update is learned from, in order of arrival:
+ * a Reject naming its round, the next Task (last_update), or the final Bye.
+ * Each verdict applies only to the round it names, so a verdict that
+ * arrives twice restores nothing twice. A Task for a later round that names
+ * another round (or NONE) means the coordinator closed our round without
+ * the update: it was not used.
+ */
+#include "worker/wrk_client.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "common/fl_alloc.h"
+#include "common/fl_log.h"
+#include "common/fl_util.h"
+#include "compress/cmp_tensor.h"
+#include "model/mdl_trainer.h"
+#include "proto/pb_msg.h"
+#include "worker/wrk_data.h"
+#include "worker/wrk_model.h"
+#include "worker/wrk_update.h"
+
+#define HELLO_BACKOFF_MIN_MS 1000u
+#define HELLO_BACKOFF_MAX_MS 8000u
+#define HELLO_FAST_RETRY_MS 20u
+#define HELLO_FAST_RETRIES 25u
+#define POLL_MS 250
+#define SEND_TIMEOUT_MS 5000
+#define LINGER_MS 1000
+#define HEARTBEAT_IVL_MS 1000
+#define HEARTBEAT_TIMEOUT_MS 5000
+#define HEARTBEAT_TTL_MS 10000
+#define DEFAULT_BATCH 32u
+#define DEFAULT_MC_MOMENTUM 0.9f
+#define NS_PER_MS 1000000ull
+
+static volatile sig_atomic_t stop_requested;
+
+struct wrk_client {
+    const struct wrk_config *cfg;
+    void *zctx;
+    void *sock;
+    void *mon;
+    struct mdl_dataset *data;
+    struct wrk_data_info dinfo;
+    struct mdl_trainer *trainer;
+    struct wrk_held_model model;
+    float *u;
+    struct wrk_update *upd;
+    struct cmp_ctx *mctx;         /* model decode */
+    struct pb_limits lim;
+    uint8_t *buf;                 /* packed outgoing message */
+    size_t bufcap;
+    bool welcomed;                /* Welcome seen since the last Hello need */
+    bool ever_welcomed;
+    bool have_epoch;
+    uint64_t epoch;
+    uint64_t start_ns;
+    uint64_t hello_due_ns;
+    uint32_t backoff_ms;
+    uint32_t fast_retries;
+    bool overrides_noted;
+    bool done;
+    int exit_code;
+};
+
+void wrk_client_request_stop(void) { stop_requested = 1; }
+
+static uint64_t ms_since(uint64_t t0_ns)
+{
+    return (fl_now_ns() - t0_ns) / NS_PER_MS;
+}
+
+static uint64_t peak_rss_kb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss;
+}
+
+/* Seed mixing: a value that differs per shard for the same base seed. */
+static uint64_t mix_seed(uint64_t seed, uint64_t salt)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, seed ^ (0x9e3779b97f4a7c15ULL * (salt + 1)));
+    return fl_rng_next(&r);
+}
+
+static void finish(struct wrk_client *c, int code)
+{
+    c->done = true;
+    c->exit_code = code;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+/* Pack and send one envelope. *sent gets the frame size on success.
+ * FL_ERR_TIMEOUT when it could not be queued (EAGAIN), FL_ERR_ZMQ else. */
+static enum fl_err send_env(struct wrk_client *c,
+                            const struct pb_envelope *env, int flags,
+                            size_t *sent)
+{
+    size_t len = pb_packed_size(env);
+    enum fl_err rc = FL_OK;
+    if (len == 0)
+        return FL_ERR_INVALID_ARG;
+    if (len > c->bufcap) {
+        uint8_t *nb = fl_realloc(c->buf, len);
+        if (nb == NULL)
+            return FL_ERR_NOMEM;
+        c->buf = nb;
+        c->bufcap = len;
+    }
+    rc = pb_pack(env, c->buf, c->bufcap, &len);
+    if (rc != FL_OK)
+        return rc;
+    for (;;) {
+        const int n = zmq_send(c->sock, c->buf, len, flags);
+        if (n >= 0) {
+            *sent = (size_t)n;
+            return FL_OK;
+        }
+        if (errno == EINTR && !stop_requested)
+            continue;
+        if (errno == EAGAIN || errno == EINTR)
+            return FL_ERR_TIMEOUT;
+        fl_log(FL_LOG_WARN, "cannot send %s to '%s': %s",
+               pb_body_name(env->body), c->cfg->connect,
+               zmq_strerror(errno));
+        return FL_ERR_ZMQ;
+    }
+}
+
+static void send_hello(struct wrk_client *c)
+{
+    struct pb_envelope env;
+    size_t sent = 0;
+    const uint64_t now = fl_now_ns();
+
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_HELLO;
+    env.hello.device_id = c->cfg->id;
+    env.hello.n_samples = c->dinfo.shard_n;
+    env.hello.codecs_mask =
+        (1u << CMP_CODEC_NONE) | (1u << CMP_CODEC_LZ4) | (1u << CMP_CODEC_ZSTD);
+    env.hello.has_model_version = c->model.have;
+    env.hello.model_version = c->model.version;
+    env.hello.has_epoch = c->have_epoch;
+    env.hello.epoch = c->epoch;
+    env.hello.software = WRK_VERSION_STRING;
+
+    const enum fl_err rc = send_env(c, &env, ZMQ_DONTWAIT, &sent);
+    if (rc == FL_ERR_TIMEOUT && c->fast_retries > 0) {
+        /* The handshake event can beat the pipe's attachment by a moment. */
+        c->fast_retries--;
+        c->hello_due_ns = now + HELLO_FAST_RETRY_MS * NS_PER_MS;
+        return;
+    }
+    if (rc == FL_OK) {
+        c->fast_retries = 0;
+        fl_log(FL_LOG_DEBUG, "sent hello (%zu bytes, model version %s%" PRIu64
+               ")", sent, c->model.have ? "" : "none ",
+               c->model.have ? c->model.version : 0);
+    } else {
+        fl_log(FL_LOG_DEBUG, "hello not sent (%s): not connected yet",
+               fl_strerror(rc));
+    }
+    c->hello_due_ns = now + (uint64_t)c->backoff_ms * NS_PER_MS;
+    c->backoff_ms = FL_MIN(c->backoff_ms * 2, HELLO_BACKOFF_MAX_MS);
+}
+
+/* Forget the coordinator's welcome and say Hello right away. */
+static void hello_again(struct wrk_client *c)
+{
+    c->welcomed = false;
+    c->backoff_ms = HELLO_BACKOFF_MIN_MS;
+    c->fast_retries = HELLO_FAST_RETRIES;
+    c->hello_due_ns = fl_now_ns();
+}
+
+static void say_bye(struct wrk_client *c, const char *reason)
+{
+    struct pb_envelope env;
+    size_t sent = 0;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_BYE;
+    env.bye.reason = reason;
+    if (send_env(c, &env, ZMQ_DONTWAIT, &sent) == FL_OK)
+        fl_log(FL_LOG_DEBUG, "sent bye (%zu bytes)", sent);
+}
+
+/* ------------------------------------------------------------ update fate */
+
+static void resolve(struct wrk_client *c, uint64_t round, bool used,
+                    const char *why)
+{
+    size_t k = 0;
+    switch (wrk_update_apply_fate(c->upd, round, used, &k)) {
+    case WRK_FATE_USED:
+        fl_log(FL_LOG_INFO, "update of round %" PRIu64 " was used", round);
+        break;
+    case WRK_FATE_RESTORED:
+        fl_log(FL_LOG_INFO,
+               "update of round %" PRIu64 " was not used: restored into the "
+               "residual (k=%zu, residual norm %.4g)%s",
+               round, k, wrk_update_residual_norm(c->upd), why);
+        break;
+    case WRK_FATE_DISCARDED:
+        fl_log(FL_LOG_INFO,
+               "update of round %" PRIu64 " was not used: dropped (error "
+               "feedback off)%s",
+               round, why);
+        break;
+    case WRK_FATE_NO_PENDING:
+    case WRK_FATE_OTHER_ROUND:
+        fl_log(FL_LOG_DEBUG, "fate of round %" PRIu64 " (%s): nothing pending",
+               round, used ? "used" : "not used");
+        break;
+    }
+}
+
+/* Apply a verdict (Task/Bye last_update). task_round > 0 for a Task: a
+ * pending update of an earlier round that the verdict does not name was
+ * not used (the coordinator closed that round without it). */
+static void apply_fate(struct wrk_client *c, uint32_t status, uint64_t round,
+                       uint64_t task_round)
+{
+    uint64_t pr = 0;
+    if (!wrk_update_pending(c->upd, &pr))
+        return;
+    if ((status == PB_UPDATE_USED || status == PB_UPDATE_NOT_USED) &&
+        round == pr) {
+        resolve(c, pr, status == PB_UPDATE_USED, "");
+        return;
+    }
+    if (task_round == 0 || task_round <= pr)
+        return;
+    if (status == 0) {
+        wrk_update_forget(c->upd);
+        fl_log(FL_LOG_NOTICE,
+               "task of round %" PRIu64 " says nothing about the update of "
+               "round %" PRIu64 ": its fate is unknown, forgotten",
+               task_round, pr);
+        return;
+    }
+    resolve(c, pr, false, " (its round closed without it)");
+}
+
+/* ------------------------------------------------------------------ model */
+
+static void free_model(struct wrk_client *c)
+{
+    mdl_trainer_destroy(&c->trainer);
+    wrk_update_destroy(&c->upd);
+    fl_free(c->model.w);
+    fl_free(c->u);
+    memset(&c->model, 0, sizeof(c->model));
+    c->u = NULL;
+}
+
+static void model_name(const struct mdl_mlp_config *m, char *s, size_t cap)
+{
+    int n = snprintf(s, cap, "mlp %u", m->input);
+    for (uint32_t i = 0; i < m->nhidden && n > 0 && (size_t)n < cap; i++)
+        n += snprintf(s + n, cap - (size_t)n, "-%u", m->hidden[i]);
+    if (n > 0 && (size_t)n < cap)
+        snprintf(s + n, cap - (size_t)n, "-%u", m->classes);
+}
+
+/* Build trainer, model and update state from a Welcome. */
+static enum fl_err build_model(struct wrk_client *c,
+                               const struct pb_welcome *w)
+{
+    struct mdl_mlp_config mcfg;
+    struct wrk_span spans[MDL_MAX_TENSORS];
+    char err[256] = "";
+    char name[128];
+    enum fl_err rc = wrk_model_config(w->layout, w->nlayout, w->dimension,
+                                      c->cfg->max_message / sizeof(float),
+                                      &mcfg, err, sizeof(err));
+    if (rc == FL_OK &&
+        (mcfg.input != c->data->dim || mcfg.classes != c->data->nclasses)) {
+        snprintf(err, sizeof(err),
+                 "model takes %u inputs and %u classes, the data has %u and "
+                 "%u",
+                 mcfg.input, mcfg.classes, c->data->dim, c->data->nclasses);
+        rc = FL_ERR_DIMENSION;
+    }
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot use the coordinator's model: %s", err);
+        return rc;
+    }
+    free_model(c);
+    rc = mdl_trainer_new_mlp(&mcfg, &c->trainer);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot build the model: %s", fl_strerror(rc));
+        return rc;
+    }
+    const struct mdl_layout *ml = mdl_trainer_layout(c->trainer);
+    if (!wrk_model_layout_equal(ml, w->layout, w->nlayout, err,
+                                sizeof(err))) {
+        fl_log(FL_LOG_ERR, "cannot use the coordinator's model: %s", err);
+        return FL_ERR_FORMAT;
+    }
+    c->model.dim = ml->dim;
+    c->model.w = fl_calloc(ml->dim, sizeof(float));
+    c->u = fl_calloc(ml->dim, sizeof(float));
+    c->upd = wrk_update_new(ml->dim, spans, wrk_model_spans(ml, spans),
+                            mix_seed(c->cfg->partition.seed, c->cfg->shard));
+    if (c->model.w == NULL || c->u == NULL || c->upd == NULL) {
+        fl_log(FL_LOG_ERR, "out of memory for a model of %zu floats",
+               ml->dim);
+        return FL_ERR_NOMEM;
+    }
+    model_name(&mcfg, name, sizeof(name));
+    fl_log(FL_LOG_INFO, "model: %s, %zu parameters in %zu tensors", name,
+           ml->dim, ml->ntensors);
+    return FL_OK;
+}
+
+static void on_welcome(struct wrk_client *c, const struct pb_welcome *w)
+{
+    char err[256] = "";
+    const bool restarted = c->have_epoch && w->epoch != c->epoch;
+    uint64_t pr = 0;
+
+    if (c->welcomed && !restarted) {
+        fl_log(FL_LOG_DEBUG, "welcome again (epoch %016" PRIx64 ")",
+               w->epoch);
+        return;
+    }
+    if (restarted) {
+        fl_log(FL_LOG_NOTICE,
+               "coordinator restarted (epoch %016" PRIx64 " -> %016" PRIx64
+               ")",
+               c->epoch, w->epoch);
+        if (c->upd != NULL && wrk_update_pending(c->upd, &pr)) {
+            wrk_update_forget(c->upd);
+            fl_log(FL_LOG_NOTICE,
+                   "fate of the update of round %" PRIu64 " is unknown "
+                   "after the restart: forgotten",
+                   pr);
+        }
+        c->model.have = false;
+    }
+    if (c->trainer == NULL ||
+        !wrk_model_layout_equal(mdl_trainer_layout(c->trainer), w->layout,
+                                w->nlayout, err, sizeof(err))) {
+        if (c->trainer != NULL)
+            fl_log(FL_LOG_NOTICE, "the coordinator's model changed (%s)",
+                   err);
+        if (build_model(c, w) != FL_OK) {
+            finish(c, WRK_EXIT_ERROR);
+            return;
+        }
+    }
+    c->welcomed = true;
+    c->have_epoch = true;
+    c->epoch = w->epoch;
+    c->backoff_ms = HELLO_BACKOFF_MIN_MS;
+    c->fast_retries = 0;
+    if (w->device_id != NULL && strcmp(w->device_id, c->cfg->id) != 0)
+        fl_log(FL_LOG_NOTICE, "the coordinator calls this device '%s'",
+               w->device_id);
+    fl_log(FL_LOG_INFO,
+           "joined %s as '%s' (epoch %016" PRIx64 ", dimension %" PRIu64
+           ", round %" PRIu64 ", %u samples)",
+           c->cfg->connect, c->cfg->id, w->epoch, w->dimension,
+           w->current_round, c->dinfo.shard_n);
+    c->ever_welcomed = true;
+}
+
+/* ------------------------------------------------------------------- task */
+
+static enum fl_err train_config(const struct wrk_client *c,
+                                const struct pb_train_cfg *t,
+                                struct mdl_train_config *tc)
+{
+    memset(tc, 0, sizeof(*tc));
+    if (!isfinite(t->lr) || !(t->lr > 0.0f) || !(t->momentum >= 0.0f) ||
+        !(t->momentum < 1.0f))
+        return FL_ERR_INVALID_ARG;
+    tc->local_epochs = t->local_epochs;
+    tc->local_steps = t->local_steps;
+    if (tc->local_epochs == 0 && tc->local_steps == 0)
+        tc->local_epochs = 1;
+    tc->batch_size = t->batch_size != 0 ? t->batch_size : DEFAULT_BATCH;
+    tc->lr = t->lr;
+    tc->momentum = t->momentum;
+    tc->seed = mix_seed(t->seed, c->cfg->shard);
+    return FL_OK;
+}
+
+static void apply_overrides(struct wrk_client *c, bool allowed,
+                            struct wrk_settings *s)
+{
+    const struct wrk_overrides *o = &c->cfg->overrides;
+    const bool any =
+        o->has_density || o->has_topk || o->has_values || o->has_codec;
+    if (!any)
+        return;
+    if (!allowed) {
+        if (!c->overrides_noted)
+            fl_log(FL_LOG_NOTICE, "the coordinator does not allow local "
+                                  "overrides: --density/--topk/--values/"
+                                  "--codec are ignored");
+        c->overrides_noted = true;
+        return;
+    }
+    if (!c->overrides_noted)
+        fl_log(FL_LOG_INFO, "applying local compression overrides");
+    c->overrides_noted = true;
+    if (o->has_density)
+        s->density = o->density;
+    if (o->has_topk)
+        s->topk = o->topk;
+    if (o->has_values)
+        s->params.values = o->values;
+    if (o->has_codec) {
+        s->params.codec = o->codec;
+        if (o->level != 0)
+            s->params.level = o->level;
+    }
+}
+
+static enum fl_err task_settings(struct wrk_client *c, const struct pb_task *t,
+                                 struct wrk_settings *s)
+{
+    const struct pb_compress_cfg *cc = &t->compress;
+    memset(s, 0, sizeof(*s));
+    s->density = cc->density;
+    s->topk = cc->topk != 0 ? (enum cmp_topk_method)cc->topk : CMP_TOPK_EXACT;
+    s->params.index_coding = CMP_INDEX_AUTO;
+    s->params.values =
+        cc->values != 0 ? (enum cmp_value_coding)cc->values : CMP_VALUE_FP32;
+    s->params.codec =
+        cc->codec != 0 ? (enum cmp_codec)cc->codec : CMP_CODEC_NONE;
+    s->params.level = cc->level != 0 ? cc->level : 3;
+    s->error_feedback = cc->error_feedback;
+    s->momentum = 0.0f;
+    if (cc->momentum_correction) {
+        const float m = t->train.momentum;
+        s->momentum = (m > 0.0f && m < 1.0f) ? m : DEFAULT_MC_MOMENTUM;
+    }
+    s->clip_norm = cc->clip_norm;
+    s->per_tensor = cc->per_tensor;
+    s->max_bytes = cc->max_update_bytes;
+    apply_overrides(c, t->allow_overrides, s);
+    s->params.level = FL_MAX(CMP_ZSTD_LEVEL_MIN,
+                             FL_MIN(CMP_ZSTD_LEVEL_MAX, s->params.level));
+    return wrk_settings_check(s);
+}
+
+static void settings_to_pb(const struct wrk_settings *s,
+                           struct pb_compress_cfg *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->density = s->density;
+    p->topk = (uint32_t)s->topk;
+    p->values = (uint32_t)s->params.values;
+    p->codec = (uint32_t)s->params.codec;
+    p->level = s->params.level;
+    p->error_feedback = s->error_feedback;
+    p->momentum_correction = s->momentum > 0.0f;
+    p->clip_norm = s->clip_norm;
+    p->per_tensor = s->per_tensor;
+    p->max_update_bytes = s->max_bytes;
+}
+
+/* --test-delay-update: hold the update as a slow device would. */
+static void test_hold(const struct wrk_client *c, uint64_t round)
+{
+    if (!c->cfg->has_test_delay || c->cfg->test_delay_round != round)
+        return;
+    fl_log(FL_LOG_NOTICE, "test: holding the update of round %" PRIu64
+           " for %u ms", round, c->cfg->test_delay_ms);
+    const uint64_t end =
+        fl_now_ns() + (uint64_t)c->cfg->test_delay_ms * NS_PER_MS;
+    while (!stop_requested) {
+        const uint64_t now = fl_now_ns();
+        if (now >= end)
+            break;
+        const uint64_t left = FL_MIN(end - now, 50 * NS_PER_MS);
+        const struct timespec ts = {0, (long)left};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Everything measured while making one update. */
+struct round_work {
+    uint64_t t0_ns;
+    uint32_t load_ms;
+    uint32_t train_ms;
+    uint32_t encode_ms;
+    struct mdl_train_result tr;
+    struct wrk_settings s;
+    struct wrk_encoded enc;
+};
+
+static void send_update(struct wrk_client *c, const struct pb_task *t,
+                        const struct round_work *rw)
+{
+    struct pb_envelope env;
+    size_t sent = 0;
+
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_UPDATE;
+    env.update.round = t->round;
+    env.update.n_samples = c->dinfo.shard_n;
+    wrk_pb_from_meta(&rw->enc.meta, rw->enc.payload, rw->enc.payload_len,
+                     &env.update.delta);
+    env.update.stats.loss = (float)rw->tr.loss;
+    env.update.stats.train_ms = rw->train_ms;
+    env.update.stats.encode_ms = rw->encode_ms;
+    env.update.stats.load_ms = rw->load_ms;
+    env.update.stats.peak_rss_kb = peak_rss_kb();
+    env.update.stats.steps = rw->tr.steps;
+    env.update.has_used = true;
+    settings_to_pb(&rw->s, &env.update.used);
+
+    const enum fl_err rc = send_env(c, &env, 0, &sent);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot send the update of round %" PRIu64 ": %s",
+               t->round, fl_strerror(rc));
+        resolve(c, t->round, false, " (never sent)");
+        return;
+    }
+    const uint64_t took = ms_since(rw->t0_ns);
+    fl_log(FL_LOG_INFO,
+           "sent update round %" PRIu64 ": %zu bytes (k=%zu of %zu, %s, %s, "
+           "payload %zu, loss %.4f, %u steps, train %u ms, encode %u ms%s)",
+           t->round, sent, rw->enc.k, c->model.dim,
+           cmp_value_coding_name(rw->s.params.values),
+           cmp_codec_name(rw->s.params.codec), rw->enc.payload_len,
+           rw->tr.loss, rw->tr.steps, rw->train_ms, rw->encode_ms,
+           rw->enc.clipped ? ", clipped" : "");
+    if (t->timeout_ms != 0 && took > t->timeout_ms)
+        fl_log(FL_LOG_NOTICE,
+               "round %" PRIu64 " took %" PRIu64 " ms, over the %u ms "
+               "allowed",
+               t->round, took, t->timeout_ms);
+}
+
+/* Model in place and fates applied: train, encode, send. */
+static void do_round(struct wrk_client *c, const struct pb_task *t,
+                     struct round_work *rw)
+{
+    struct mdl_train_config tc;
+    uint64_t t1 = 0;
+    enum fl_err rc = task_settings(c, t, &rw->s);
+    if (rc == FL_OK)
+        rc = train_config(c, &t->train, &tc);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "task of round %" PRIu64 " has unusable "
+               "settings (%s): skipped", t->round, fl_strerror(rc));
+        return;
+    }
+    t1 = fl_now_ns();
+    rc = mdl_trainer_train(c->trainer, c->model.w, c->data, &tc, c->u,
+                           &rw->tr);
+    rw->train_ms = (uint32_t)ms_since(t1);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "training for round %" PRIu64 " failed: %s",
+               t->round, fl_strerror(rc));
+        return;
+    }
+    t1 = fl_now_ns();
+    rc = wrk_update_encode(c->upd, t->round, c->u, &rw->s, &rw->enc);
+    rw->encode_ms = (uint32_t)ms_since(t1);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot encode the update of round %" PRIu64
+               ": %s", t->round, fl_strerror(rc));
+        return;
+    }
+    test_hold(c, t->round);
+    if (stop_requested)
+        return;
+    send_update(c, t, rw);
+}
+
+static void on_task(struct wrk_client *c, const struct pb_task *t)
+{
+    struct round_work rw;
+    uint64_t pr = 0;
+
+    memset(&rw, 0, sizeof(rw));
+    rw.t0_ns = fl_now_ns();
+    fl_log(FL_LOG_INFO,
+           "task received: round %" PRIu64 " (model version %" PRIu64
+           "%s, timeout %u ms)",
+           t->round, t->model_version,
+           t->model.has_base_version ? ", delta" : "", t->timeout_ms);
+    if (c->cfg->has_test_exit && c->cfg->test_exit_round == t->round) {
+        fl_log(FL_LOG_WARN, "test: crashing at round %" PRIu64, t->round);
+        _exit(1);
+    }
+    if (!c->have_epoch || c->trainer == NULL) {
+        fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " before any "
+               "welcome: saying hello", t->round);
+        hello_again(c);
+        return;
+    }
+    if (t->epoch != c->epoch) {
+        fl_log(FL_LOG_NOTICE,
+               "task of round %" PRIu64 " from coordinator epoch %016" PRIx64
+               ", joined %016" PRIx64 ": saying hello again",
+               t->round, t->epoch, c->epoch);
+        hello_again(c);
+        return;
+    }
+    apply_fate(c, t->last_update, t->last_update_round, t->round);
+    if (wrk_update_pending(c->upd, &pr) && pr >= t->round) {
+        /* The coordinator re-sends a Task to a cohort member that says
+         * Hello before it has reported (after a reconnect). Our update of
+         * that round was sent: it either arrives (used) or was lost with
+         * the old connection (the next verdict says not used and it is
+         * restored). Training again would only make a duplicate. */
+        fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " again, but the "
+               "update of round %" PRIu64 " was already sent: ignored",
+               t->round, pr);
+        return;
+    }
+
+    const uint64_t t1 = fl_now_ns();
+    const enum fl_err rc =
+        wrk_model_apply(c->mctx, &c->model, &t->model, t->model_version);
+    rw.load_ms = (uint32_t)ms_since(t1);
+    if (rc == FL_ERR_NOT_FOUND) {
+        fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " is a delta from "
+               "model version %" PRIu64 ", which this device does not hold: "
+               "asking for the full model", t->round, t->model.base_version);
+        hello_again(c);
+        return;
+    }
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot decode the model of round %" PRIu64
+               ": %s: asking for the full model", t->round, fl_strerror(rc));
+        c->model.have = false;
+        hello_again(c);
+        return;
+    }
+    do_round(c, t, &rw);
+}
+
+/* ---------------------------------------------------------- reject / bye */
+
+static void on_reject(struct wrk_client *c, const struct pb_reject *r)
+{
+    const enum fl_err code = (enum fl_err)r->code;
+    char rnd[48] = "";
+    if (r->has_round)
+        snprintf(rnd, sizeof(rnd), " (round %" PRIu64 ")", r->round);
+    fl_log(FL_LOG_NOTICE, "coordinator rejected a message%s: %s: %s", rnd,
+           fl_err_name(code), r->reason != NULL ? r->reason : "");
+    if (r->has_round && c->upd != NULL)
+        resolve(c, r->round, false, " (rejected)");
+    if (code == FL_ERR_UNKNOWN_DEVICE) {
+        hello_again(c);
+        return;
+    }
+    if (!c->ever_welcomed &&
+        (code == FL_ERR_VERSION || code == FL_ERR_SAMPLES ||
+         code == FL_ERR_INVALID_ARG || code == FL_ERR_FORMAT)) {
+        fl_log(FL_LOG_ERR, "the coordinator refuses this device: %s",
+               fl_strerror(code));
+        finish(c, WRK_EXIT_ERROR);
+    }
+}
+
+static void on_bye(struct wrk_client *c, const struct pb_bye *b)
+{
+    uint64_t pr = 0;
+    if (c->upd != NULL) {
+        apply_fate(c, b->last_update, b->last_update_round, 0);
+        if (wrk_update_pending(c->upd, &pr))
+            fl_log(FL_LOG_NOTICE, "fate of the update of round %" PRIu64
+                   " is unknown", pr);
+    }
+    fl_log(FL_LOG_INFO, "coordinator said bye%s%s: leaving",
+           b->reason != NULL ? ": " : "", b->reason != NULL ? b->reason : "");
+    finish(c, WRK_EXIT_OK);
+}
+
+/* --------------------------------------------------------------- receive */
+
+static void on_frame(struct wrk_client *c, const uint8_t *data, size_t len)
+{
+    struct pb_msg *msg = NULL;
+    const struct pb_envelope *env = NULL;
+    uint32_t version = 0;
+    char err[256] = "";
+    const enum fl_err rc =
+        pb_unpack(data, len, &c->lim, &msg, &env, &version, err, sizeof(err));
+    if (rc == FL_ERR_VERSION) {
+        fl_log(FL_LOG_ERR, "the coordinator speaks protocol version %u, this "
+               "worker %d", version, PB_PROTOCOL_VERSION);
+        finish(c, WRK_EXIT_ERROR);
+        return;
+    }
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot parse a message of %zu bytes from the "
+               "coordinator: %s (%s)", len, fl_strerror(rc), err);
+        return;
+    }
+    switch (env->body) {
+    case PB_BODY_WELCOME:
+        on_welcome(c, &env->welcome);
+        break;
+    case PB_BODY_TASK:
+        on_task(c, &env->task);
+        break;
+    case PB_BODY_REJECT:
+        on_reject(c, &env->reject);
+        break;
+    case PB_BODY_BYE:
+        on_bye(c, &env->bye);
+        break;
+    case PB_BODY_NONE:
+    case PB_BODY_HELLO:
+    case PB_BODY_UPDATE:
+    default:
+        fl_log(FL_LOG_WARN, "unexpected %s from the coordinator: ignored",
+               pb_body_name(env->body));
+        break;
+    }
+    pb_msg_destroy(&msg);
+}
+
+static void drain_socket(struct wrk_client *c)
+{
+    while (!c->done && !stop_requested) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+            const int e = errno;
+            zmq_msg_close(&m);
+            if (e != EAGAIN && e != EINTR)
+                fl_log(FL_LOG_WARN, "cannot receive: %s", zmq_strerror(e));
+            return;
+        }
+        if (zmq_msg_more(&m)) {
+            /* Protocol: one frame per message. Drop the rest. */
+            size_t parts = 1;
+            while (zmq_msg_more(&m)) {
+                zmq_msg_close(&m);
+                zmq_msg_init(&m);
+                if (zmq_msg_recv(&m, c->sock, 0) < 0)
+                    break;
+                parts++;
+            }
+            zmq_msg_close(&m);
+            fl_log(FL_LOG_WARN, "dropped a message of %zu frames from the "
+                   "coordinator", parts);
+            continue;
+        }
+        on_frame(c, zmq_msg_data(&m), zmq_msg_size(&m));
+        zmq_msg_close(&m);
+    }
+}
+
+/* Monitor events: [u16 event, u32 value] then the endpoint frame. */
+static void drain_monitor(struct wrk_client *c)
+{
+    for (;;) {
+        zmq_msg_t m;
+        uint16_t ev = 0;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        if (zmq_msg_size(&m) >= sizeof(ev))
+            memcpy(&ev, zmq_msg_data(&m), sizeof(ev));
+        while (zmq_msg_more(&m)) {
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, c->mon, 0) < 0)
+                break;
+        }
+        zmq_msg_close(&m);
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            fl_log(FL_LOG_DEBUG, "connected to '%s'", c->cfg->connect);
+            hello_again(c);
+        } else if (ev == ZMQ_EVENT_DISCONNECTED) {
+            fl_log(FL_LOG_NOTICE, "disconnected from '%s': reconnecting",
+                   c->cfg->connect);
+        }
+    }
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static enum fl_err zmq_fail(const char *what, const char *ep)
+{
+    fl_log(FL_LOG_ERR, "%s '%s': %s", what, ep, zmq_strerror(errno));
+    return FL_ERR_ZMQ;
+}
+
+static enum fl_err open_socket(struct wrk_client *c)
+{
+    char mon_ep[64];
+    const int linger = LINGER_MS, zero = 0, one = 1;
+    const int ivl = 100, ivl_max = 5000, sndtimeo = SEND_TIMEOUT_MS;
+    const int hb_ivl = HEARTBEAT_IVL_MS, hb_to = HEARTBEAT_TIMEOUT_MS;
+    const int hb_ttl = HEARTBEAT_TTL_MS;
+    const int64_t maxmsg = (int64_t)c->cfg->max_message;
+
+    c->zctx = zmq_ctx_new();
+    if (c->zctx == NULL)
+        return zmq_fail("cannot create a zmq context for", c->cfg->connect);
+    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    if (c->sock == NULL)
+        return zmq_fail("cannot create a socket for", c->cfg->connect);
+    if (zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(int)) != 0 ||
+        zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(int)) != 0 ||
+        zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max,
+                       sizeof(int)) != 0 ||
+        zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) !=
+            0 ||
+        zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof(int)) !=
+            0 ||
+        zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_to, sizeof(int)) !=
+            0 ||
+        zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof(int)) !=
+            0 ||
+        zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(int)) != 0 ||
+        zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof(int)) != 0)
+        return zmq_fail("cannot set socket options for", c->cfg->connect);
+    snprintf(mon_ep, sizeof(mon_ep), "inproc://wrk-monitor-%ld",
+             (long)getpid());
+    if (zmq_socket_monitor(c->sock, mon_ep,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                               ZMQ_EVENT_DISCONNECTED) != 0)
+        return zmq_fail("cannot monitor the socket of", c->cfg->connect);
+    c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (c->mon == NULL ||
+        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof(int)) != 0 ||
+        zmq_connect(c->mon, mon_ep) != 0)
+        return zmq_fail("cannot connect the monitor of", c->cfg->connect);
+    if (zmq_connect(c->sock, c->cfg->connect) != 0)
+        return zmq_fail("cannot connect to", c->cfg->connect);
+    return FL_OK;
+}
+
+static enum fl_err load_data(struct wrk_client *c)
+{
+    char err[512] = "";
+    const struct wrk_config *cfg = c->cfg;
+    const uint64_t t0 = fl_now_ns();
+    const enum fl_err rc =
+        wrk_data_load_shard(cfg->data_dir, cfg->train_limit, &cfg->partition,
+                            cfg->shard, &c->data, &c->dinfo, err, sizeof(err));
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot load the training data from '%s': %s",
+               cfg->data_dir, err);
+        return rc;
+    }
+    char part[48] = "iid";
+    if (cfg->partition.kind == MDL_PARTITION_DIRICHLET)
+        snprintf(part, sizeof(part), "dirichlet:%g", cfg->partition.alpha);
+    fl_log(FL_LOG_INFO,
+           "loaded shard %u/%u: %u of %u training images (%s, seed %" PRIu64
+           ") in %" PRIu64 " ms",
+           cfg->shard, cfg->partition.nshards, c->dinfo.shard_n,
+           c->dinfo.total, part, cfg->partition.seed, ms_since(t0));
+    return FL_OK;
+}
+
+enum fl_err wrk_client_new(const struct wrk_config *cfg,
+                           struct wrk_client **out)
+{
+    enum fl_err rc = FL_OK;
+    struct wrk_client *c = fl_calloc(1, sizeof(*c));
+    *out = NULL;
+    if (c == NULL)
+        return FL_ERR_NOMEM;
+    c->cfg = cfg;
+    c->lim.max_message = cfg->max_message;
+    c->lim.max_alloc = 2 * cfg->max_message + (1u << 20);
+    c->backoff_ms = HELLO_BACKOFF_MIN_MS;
+    mdl_blas_single_thread();
+    rc = load_data(c);
+    if (rc != FL_OK)
+        goto out;
+    c->mctx = cmp_ctx_new();
+    if (c->mctx == NULL) {
+        rc = FL_ERR_NOMEM;
+        goto out;
+    }
+    rc = open_socket(c);
+out:
+    if (rc != FL_OK)
+        wrk_client_destroy(&c);
+    *out = c;
+    return rc;
+}
+
+void wrk_client_destroy(struct wrk_client **cp)
+{
+    if (cp == NULL || *cp == NULL)
+        return;
+    struct wrk_client *c = *cp;
+    if (c->sock != NULL) {
+        zmq_socket_monitor(c->sock, NULL, 0);
+        zmq_close(c->sock);
+    }
+    if (c->mon != NULL)
+        zmq_close(c->mon);
+    if (c->zctx != NULL) {
+        while (zmq_ctx_term(c->zctx) != 0 && errno == EINTR)
+            ;
+    }
+    free_model(c);
+    cmp_ctx_destroy(&c->mctx);
+    mdl_dataset_destroy(&c->data);
+    fl_free(c->buf);
+    fl_free(c);
+    *cp = NULL;
+}
+
+/* Milliseconds to wait in zmq_poll: until the next Hello is due while not
+ * welcomed, bounded so that a stop request is seen quickly. */
+static long poll_timeout(const struct wrk_client *c)
+{
+    if (c->welcomed)
+        return POLL_MS;
+    const uint64_t now = fl_now_ns();
+    if (c->hello_due_ns <= now)
+        return 0;
+    const uint64_t ms = (c->hello_due_ns - now + NS_PER_MS - 1) / NS_PER_MS;
+    return (long)FL_MIN(ms, (uint64_t)POLL_MS);
+}
+
+int wrk_client_run(struct wrk_client *c)
+{
+    const uint64_t hello_limit_ns =
+        (uint64_t)c->cfg->hello_timeout_s * 1000 * NS_PER_MS;
+    /* The first Hello goes out when the monitor reports a completed
+     * handshake (drain_monitor); the back-off timer is only the fallback.
+     * Sending at once as well would race with that event and say Hello
+     * twice. */
+    c->start_ns = fl_now_ns();
+    c->hello_due_ns = c->start_ns + HELLO_BACKOFF_MIN_MS * NS_PER_MS;
+    c->backoff_ms = FL_MIN(2 * HELLO_BACKOFF_MIN_MS, HELLO_BACKOFF_MAX_MS);
+    fl_log(FL_LOG_INFO, "connecting to %s as '%s'", c->cfg->connect,
+           c->cfg->id);
+    while (!c->done) {
+        zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0},
+                                   {c->mon, 0, ZMQ_POLLIN, 0}};
+        if (stop_requested) {
+            say_bye(c, "stopped by signal");
+            fl_log(FL_LOG_INFO, "stopping on signal");
+            return WRK_EXIT_OK;
+        }
+        if (!c->welcomed) {
+            if (!c->ever_welcomed && hello_limit_ns > 0 &&
+                fl_now_ns() - c->start_ns >= hello_limit_ns) {
+                fl_log(FL_LOG_ERR, "no welcome from %s within %u s: giving "
+                       "up", c->cfg->connect, c->cfg->hello_timeout_s);
+                return WRK_EXIT_NO_WELCOME;
+            }
+            if (fl_now_ns() >= c->hello_due_ns)
+                send_hello(c);
+        }
+        if (zmq_poll(items, 2, poll_timeout(c)) < 0) {
+            if (errno == EINTR)
+                continue;
+            fl_log(FL_LOG_ERR, "poll failed: %s", zmq_strerror(errno));
+            return WRK_EXIT_ERROR;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            drain_monitor(c);
+        if (items[0].revents & ZMQ_POLLIN)
+            drain_socket(c);
+    }
+    return c->exit_code;
+}
