@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 config_args() {
-    local tech="--density-warmup 4 --momentum-correction 0.9"
+    local tech="--density-warmup 4 --momentum-correction=0.9"
     case $1 in
     dense) echo "--density 1 --values fp32 --codec none" ;;
     topk1) echo "--density 0.01 --values fp16 --codec zstd:1 --error-feedback on" ;;
