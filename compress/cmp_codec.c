@@ -17,7 +17,6 @@
 
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_customMem, create*_advanced */
 #include <lz4.h>
-#include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -209,11 +208,6 @@ void cmp_codecs_release(struct cmp_codecs *cs)
     ZSTD_freeDCtx(cs->zstd_d);
     cs->zstd_c = NULL;
     cs->zstd_d = NULL;
-}
-
-uint32_t cmp_crc32(const uint8_t *p, size_t len)
-{
-    return (uint32_t)crc32_z(0, p, len);
 }
 
 /* ------------------------------------------------------------ buffers */

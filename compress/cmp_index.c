@@ -165,7 +165,8 @@ enum fl_err cmp_bitmap_read(const uint8_t *src, size_t len, uint64_t n,
                 word = (word << 8) | src[w + b];
         }
         while (word != 0) {
-            const uint64_t i = (uint64_t)w * 8 + (unsigned)__builtin_ctzll(word);
+            const uint64_t i =
+                (uint64_t)w * 8 + (unsigned)__builtin_ctzll(word);
             if (i >= n)
                 return FL_ERR_INDEX_RANGE;
             if (c == k)
@@ -357,16 +358,43 @@ static enum fl_err rice_value_slow(struct bitrd *r, unsigned b, uint64_t qmax,
 
 /* The fast path decodes a whole value (unary, stop bit, low bits) with one
  * count-leading-zeros and one shift when it lies within the bits at hand;
- * that short dependency chain per value is what bounds the speed. */
-/* The loop's speed is the latency of count-leading-zeros plus a variable
- * shift per value; x86-64-v3 (LZCNT, SHLX) halves it, so GCC builds a clone
- * for it, picked at load time (ifunc). */
+ * that short dependency chain per value is what bounds the speed. With
+ * x86-64-v3 (LZCNT, SHLX) the chain is shorter, so GCC builds a clone for
+ * it, picked at load time (ifunc); the result is the same bit for bit. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&      \
     defined(__linux__)
-#define CMP_RICE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CMP_RICE_CLONES                                                       \
+    __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define CMP_RICE_CLONES
 #endif
+
+/* One value: the fast path when the whole code lies within the bits at
+ * hand, else the slow path on a copy of the reader. Scalars by pointer, and
+ * always inlined, so that the caller's state stays in registers. */
+static inline __attribute__((always_inline)) enum fl_err
+rice_one(const uint8_t **p, const uint8_t *end, uint64_t *buf, unsigned *cnt,
+         unsigned b, uint64_t qmax, uint64_t *v)
+{
+    const uint64_t inv = ~*buf;
+    const unsigned ones = inv != 0 ? (unsigned)__builtin_clzll(inv) : 64;
+    const unsigned vlen = ones + 1 + b;
+    if (vlen < *cnt) {
+        const uint64_t rest = *buf << (ones + 1);
+        *v = ((uint64_t)ones << b) | (b > 0 ? rest >> (64 - b) : 0);
+        *buf <<= vlen;
+        *cnt -= vlen;
+        return FL_OK;
+    }
+    struct bitrd slow = {*p, end, *buf, *cnt};
+    uint64_t sv = 0;
+    const enum fl_err rc = rice_value_slow(&slow, b, qmax, &sv);
+    *p = slow.p;
+    *buf = slow.buf;
+    *cnt = slow.cnt;
+    *v = sv;
+    return rc;
+}
 
 CMP_RICE_CLONES
 enum fl_err cmp_rice_read(const uint8_t *src, size_t len, uint64_t n,
@@ -378,17 +406,18 @@ enum fl_err cmp_rice_read(const uint8_t *src, size_t len, uint64_t n,
     if (b > 31)
         return FL_ERR_FORMAT;
 
-    /* the reader's state in locals: nothing whose address escapes, so it
-     * stays in registers; the slow path works on a copy */
+    /* the reader's state in locals that stay in registers */
     const uint8_t *p = src + 1;
     const uint8_t *const end = src + len;
     uint64_t buf = 0;
     unsigned cnt = 0;
     const uint64_t qmax = (n - 1) >> b;
     uint64_t next = 0;
-    for (size_t j = 0; j < k; j++) {
+    size_t j = 0;
+    while (j < k) {
         /* refilling when already full is harmless (the same bits are ORed
-         * in again), so the common case needs no test on cnt */
+         * in again), so the common case needs no test on cnt; then at
+         * least 56 bits are at hand: room for two typical codes */
         if (end - p >= 8) {
             buf |= load_be64(p) >> cnt;
             p += (63 - cnt) >> 3;
@@ -399,31 +428,19 @@ enum fl_err cmp_rice_read(const uint8_t *src, size_t len, uint64_t n,
                 cnt += 8;
             }
         }
-        const uint64_t inv = ~buf;
-        const unsigned ones = inv != 0 ? (unsigned)__builtin_clzll(inv) : 64;
-        const unsigned vlen = ones + 1 + b;
-        uint64_t v;
-        if (vlen < cnt) {
-            const uint64_t rest = buf << (ones + 1);
-            v = ((uint64_t)ones << b) | (b > 0 ? rest >> (64 - b) : 0);
-            buf <<= vlen;
-            cnt -= vlen;
-        } else {
-            struct bitrd slow = {p, end, buf, cnt};
-            uint64_t sv;
-            const enum fl_err rc = rice_value_slow(&slow, b, qmax, &sv);
+        const size_t stop = j + 2 < k ? j + 2 : k;
+        for (; j < stop; j++) {
+            uint64_t v;
+            const enum fl_err rc =
+                rice_one(&p, end, &buf, &cnt, b, qmax, &v);
             if (rc != FL_OK)
                 return rc;
-            p = slow.p;
-            buf = slow.buf;
-            cnt = slow.cnt;
-            v = sv;
+            const uint64_t i = next + v;
+            if (i >= n)
+                return FL_ERR_INDEX_RANGE;
+            idx[j] = (uint32_t)i;
+            next = i + 1;
         }
-        const uint64_t i = next + v;
-        if (i >= n)
-            return FL_ERR_INDEX_RANGE;
-        idx[j] = (uint32_t)i;
-        next = i + 1;
     }
     const struct bitrd fin = {p, end, buf, cnt};
     return rice_check_end(&fin, src + 1);

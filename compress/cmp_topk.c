@@ -224,25 +224,31 @@ static uint32_t radix_select(uint32_t *keys, size_t m, size_t need,
 
 /* a = u + r, r = a (fused; else a = u, read only), and collect the index
  * and bit pattern of every a with |a| >= tb, in index order; fused, the
- * residual of a candidate is zeroed on the spot, while its cache line is
- * hot (the caller puts back those it does not select). One mask test per 16
- * elements keeps the common no-hit case free of data-dependent branches.
+ * residual of a candidate is zeroed on the spot (the caller puts back those
+ * it does not select).
+ *
+ * Branches on streamed data are expensive here: a mispredicted one is only
+ * resolved when its load arrives from memory. So each block of 16 stores
+ * its first hit (or a dummy) unconditionally and advances the count by
+ * (hits != 0); only blocks with two or more hits (rare at the densities of
+ * interest) take a branch.
+ *
  * Sets *count; returns 1 when more than the scratch holds were found: then
  * collection (and zeroing) stopped at *count, the rest of r is still
  * updated. */
-static inline int filter_kernel(float *r, const float *u, size_t n,
-                                uint32_t tb, uint32_t *ci, uint32_t *cv,
-                                size_t cap, size_t *count, const int fused)
+static inline __attribute__((always_inline)) int
+filter_kernel(float *r, const float *u, size_t n, uint32_t tb, uint32_t *ci,
+              uint32_t *cv, size_t cap, size_t *count, const int fused)
 {
     const int32_t thr1 = (int32_t)tb - 1; /* |a| > tb - 1, signed lanes */
     const v4i thr = {thr1, thr1, thr1, thr1};
     const v4i absm = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
-    const float *const a = fused ? r : u;
+    float blk[VBLOCK + 1];
     size_t c = 0;
     size_t i = 0;
-    int overflow = 0;
 
-    for (; i + VBLOCK <= n; i += VBLOCK) {
+    blk[VBLOCK] = 0.0f; /* the dummy "first hit" of a block without hits */
+    for (; i + VBLOCK <= n && c + VBLOCK < cap; i += VBLOCK) {
         v4f x0 = load4(u + i);
         v4f x1 = load4(u + i + 4);
         v4f x2 = load4(u + i + 8);
@@ -252,32 +258,38 @@ static inline int filter_kernel(float *r, const float *u, size_t n,
             x1 += load4(r + i + 4);
             x2 += load4(r + i + 8);
             x3 += load4(r + i + 12);
-            store4(r + i, x0);
-            store4(r + i + 4, x1);
-            store4(r + i + 8, x2);
-            store4(r + i + 12, x3);
         }
-        unsigned hits = lane_mask(((v4i)x0 & absm) > thr) |
-                        lane_mask(((v4i)x1 & absm) > thr) << 4 |
-                        lane_mask(((v4i)x2 & absm) > thr) << 8 |
-                        lane_mask(((v4i)x3 & absm) > thr) << 12;
-        if (hits == 0 || overflow)
-            continue;
-        if (c + VBLOCK >= cap) {
-            overflow = 1;
-            continue;
+        const v4i m0 = ((v4i)x0 & absm) > thr;
+        const v4i m1 = ((v4i)x1 & absm) > thr;
+        const v4i m2 = ((v4i)x2 & absm) > thr;
+        const v4i m3 = ((v4i)x3 & absm) > thr;
+        if (fused) { /* r = a, zero where collected */
+            store4(r + i, (v4f)((v4i)x0 & ~m0));
+            store4(r + i + 4, (v4f)((v4i)x1 & ~m1));
+            store4(r + i + 8, (v4f)((v4i)x2 & ~m2));
+            store4(r + i + 12, (v4f)((v4i)x3 & ~m3));
         }
-        do {
-            const size_t j = i + (unsigned)__builtin_ctz(hits);
-            ci[c] = (uint32_t)j;
-            cv[c] = cmp_f32_bits(a[j]);
-            if (fused)
-                r[j] = 0.0f;
+        unsigned hits = lane_mask(m0) | lane_mask(m1) << 4 |
+                        lane_mask(m2) << 8 | lane_mask(m3) << 12;
+        store4(blk, x0);
+        store4(blk + 4, x1);
+        store4(blk + 8, x2);
+        store4(blk + 12, x3);
+        const unsigned first = (unsigned)__builtin_ctz(hits | 1u << VBLOCK);
+        ci[c] = (uint32_t)(i + first);
+        cv[c] = cmp_f32_bits(blk[first]);
+        c += hits != 0;
+        hits &= hits - 1;
+        while (hits != 0) {
+            const unsigned l = (unsigned)__builtin_ctz(hits);
+            ci[c] = (uint32_t)(i + l);
+            cv[c] = cmp_f32_bits(blk[l]);
             c++;
             hits &= hits - 1;
-        } while (hits != 0);
+        }
     }
-    for (; i < n; i++) {
+    int overflow = 0;
+    for (; i < n; i++) { /* tail, or everything after an overflow */
         const float x = fused ? u[i] + r[i] : u[i];
         if (fused)
             r[i] = x;
@@ -294,6 +306,19 @@ static inline int filter_kernel(float *r, const float *u, size_t n,
     }
     *count = c;
     return overflow;
+}
+
+/* The two specializations (the flag is a compile-time constant in each). */
+static int filter_fused(float *r, const float *u, size_t n, uint32_t tb,
+                        uint32_t *ci, uint32_t *cv, size_t cap, size_t *count)
+{
+    return filter_kernel(r, u, n, tb, ci, cv, cap, count, 1);
+}
+
+static int filter_plain(const float *a, size_t n, uint32_t tb, uint32_t *ci,
+                        uint32_t *cv, size_t cap, size_t *count)
+{
+    return filter_kernel(NULL, a, n, tb, ci, cv, cap, count, 0);
 }
 
 /* Emit the k largest of the c >= k candidates (ascending indices in
@@ -413,7 +438,7 @@ static size_t exact_hist(struct cmp_topk *t, const float *a, size_t n,
 
     const uint32_t lower = bk.prefix << bk.shift;
     size_t c;
-    filter_kernel(NULL, a, n, lower, t->cand, t->keys, t->cap, &c, 0);
+    filter_plain(a, n, lower, t->cand, t->keys, t->cap, &c);
     return take_top(t, c, k, idx, val, NULL);
 }
 
@@ -462,11 +487,10 @@ static size_t select_k(struct cmp_topk *t, float *residual, const float *u,
     size_t c;
     int overflow;
     if (residual != NULL)
-        overflow = filter_kernel(residual, u, n, tb, t->cand, t->keys,
-                                 t->cap, &c, 1);
+        overflow = filter_fused(residual, u, n, tb, t->cand, t->keys, t->cap,
+                                &c);
     else
-        overflow = filter_kernel(NULL, u, n, tb, t->cand, t->keys, t->cap,
-                                 &c, 0);
+        overflow = filter_plain(u, n, tb, t->cand, t->keys, t->cap, &c);
 
     t->stats.last_candidates = c;
     if (!overflow && c > k)

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <lz4.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "common/fl_alloc.h"
@@ -931,6 +932,39 @@ static void test_scatter_add(void **state)
     assert_memory_equal(acc, want, sizeof acc);
 }
 
+/* ------------------------------------------------------------ crc */
+
+/* cmp_crc32 (folding with PCLMULQDQ where available) must equal zlib's
+ * crc32 for every length and alignment. */
+static void test_crc_matches_zlib(void **state)
+{
+    (void)state;
+    const size_t big = 1 << 20;
+    uint8_t *buf = malloc(big + 64);
+    struct fl_rng rng;
+    assert_non_null(buf);
+    fl_rng_seed(&rng, 12);
+    for (size_t i = 0; i < big + 64; i++)
+        buf[i] = (uint8_t)fl_rng_next(&rng);
+    assert_int_equal(cmp_crc32((const uint8_t *)"123456789", 9), 0xcbf43926u);
+    for (size_t len = 0; len <= 1100; len++) {
+        const size_t off = len % 17;
+        assert_int_equal(cmp_crc32(buf + off, len),
+                         (uint32_t)crc32_z(0, buf + off, len));
+    }
+    for (int r = 0; r < 50; r++) {
+        const size_t off = (size_t)fl_rng_below(&rng, 64);
+        const size_t len = (size_t)fl_rng_below(&rng, big);
+        assert_int_equal(cmp_crc32(buf + off, len),
+                         (uint32_t)crc32_z(0, buf + off, len));
+    }
+    memset(buf, 0, 4096); /* all zeros and all ones */
+    assert_int_equal(cmp_crc32(buf, 4096), (uint32_t)crc32_z(0, buf, 4096));
+    memset(buf, 0xff, 4096);
+    assert_int_equal(cmp_crc32(buf, 4096), (uint32_t)crc32_z(0, buf, 4096));
+    free(buf);
+}
+
 /* ------------------------------------------------------------ torture */
 
 /* Run the whole encode/decode cycle with the N-th allocation failing, for
@@ -1015,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_dense_xor_small),
         cmocka_unit_test(test_dense_errors),
         cmocka_unit_test(test_scatter_add),
+        cmocka_unit_test(test_crc_matches_zlib),
         cmocka_unit_test(test_alloc_torture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
