@@ -31,11 +31,11 @@ clean:
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,fedcomp-coordinator \
 	    fedcomp-worker fedcomp-eval fedcomp-bench fedcomp-report \
-	    fedcomp-swarm fedcomp-router-baseline)
+	    fedcomp-swarm fedcomp-router-baseline fedcomp-keygen fedcomp-attack)
 
 else
 # ---------------------------------------------------------------- inner
-PKGS := libzmq libprotobuf-c libzstd liblz4 openblas zlib
+PKGS := libzmq libprotobuf-c libzstd liblz4 openblas zlib libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lm -lpthread
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
@@ -85,9 +85,12 @@ PROG_fedcomp-bench := bench/bench_main.c
 PROG_fedcomp-report := coordinator/report_main.c
 PROG_fedcomp-swarm := bench/swarm_main.c
 PROG_fedcomp-router-baseline := bench/router_main.c
+PROG_fedcomp-keygen := worker/keygen_main.c
+PROG_fedcomp-attack := bench/attack_main.c
 PROGRAMS := $(foreach p,fedcomp-coordinator fedcomp-worker fedcomp-eval \
               fedcomp-bench fedcomp-report fedcomp-swarm \
-              fedcomp-router-baseline,$(if $(wildcard $(PROG_$(p))),$(p)))
+              fedcomp-router-baseline fedcomp-keygen \
+              fedcomp-attack,$(if $(wildcard $(PROG_$(p))),$(p)))
 
 objs = $(patsubst %.c,$(B)/$(1)/obj/%.o,$(2))
 # archives of variant $(1) for layers $(2), in link order, skipping empty ones

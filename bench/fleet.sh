@@ -34,7 +34,7 @@ fleet_run() {
     # shellcheck disable=SC2086
     "$FL_BIN/fedcomp-coordinator" --bind 'tcp://127.0.0.1:*' \
         --endpoint-file "$ep_file" --min-devices "$n" --report-dir "$out" \
-        $cargs >"$out/coordinator.log" 2>&1 &
+        --insecure $cargs >"$out/coordinator.log" 2>&1 &
     cpid=$!
     FLEET_PIDS+=("$cpid")
     for _ in $(seq 600); do
@@ -50,7 +50,7 @@ fleet_run() {
     for ((i = 0; i < n; i++)); do
         # shellcheck disable=SC2086
         "$FL_BIN/fedcomp-worker" --connect "$(cat "$ep_file")" \
-            --shard "$i/$n" --state-dir "$out/state-$i" $wargs \
+            --shard "$i/$n" --state-dir "$out/state-$i" --insecure $wargs \
             >"$out/worker-$i.log" 2>&1 &
         FLEET_PIDS+=("$!")
     done

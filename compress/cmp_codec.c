@@ -185,12 +185,59 @@ static enum fl_err zstd_decompress(struct cmp_codecs *cs, const uint8_t *src,
     return r == raw_size ? FL_OK : FL_ERR_SIZE_MISMATCH;
 }
 
+/* One frame, a block boundary at every part end (ZSTD_e_flush ends the
+ * current block); the content size goes into the header as with
+ * ZSTD_compressCCtx. Each block is at most 3 bytes more than its input, so
+ * the frame stays within ZSTD_compressBound(len) for the few parts we
+ * use; should it not, the loop stops and reports a codec error. */
+static enum fl_err zstd_compress_parts(struct cmp_codecs *cs,
+                                       const uint8_t *src, size_t len,
+                                       const size_t *ends, size_t nparts,
+                                       uint8_t *dst, size_t cap, int level,
+                                       size_t *out_len)
+{
+    if (cs->zstd_c == NULL) {
+        cs->zstd_c = ZSTD_createCCtx_advanced(zstd_mem);
+        if (cs->zstd_c == NULL)
+            return FL_ERR_NOMEM;
+    }
+    ZSTD_CCtx *const cc = cs->zstd_c;
+    size_t r = ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
+    if (!ZSTD_isError(r))
+        r = ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel,
+                                   cmp_zstd_level_clamp(level));
+    if (!ZSTD_isError(r))
+        r = ZSTD_CCtx_setPledgedSrcSize(cc, len);
+    ZSTD_outBuffer out = {dst, cap, 0};
+    size_t start = 0;
+    for (size_t i = 0; i < nparts && !ZSTD_isError(r); i++) {
+        ZSTD_inBuffer in = {src + start, ends[i] - start, 0};
+        const ZSTD_EndDirective mode =
+            i + 1 == nparts ? ZSTD_e_end : ZSTD_e_flush;
+        do {
+            const size_t before = out.pos;
+            r = ZSTD_compressStream2(cc, &out, &in, mode);
+            if (!ZSTD_isError(r) && r != 0 && out.pos == before &&
+                out.pos == out.size)
+                return FL_ERR_CODEC; /* no room: cannot happen */
+        } while (!ZSTD_isError(r) && r != 0);
+        start = ends[i];
+    }
+    if (ZSTD_isError(r))
+        return zstd_error(r) == FL_ERR_NOMEM ? FL_ERR_NOMEM : FL_ERR_CODEC;
+    if (start != len)
+        return FL_ERR_INVALID_ARG;
+    *out_len = out.pos;
+    return FL_OK;
+}
+
 /* ------------------------------------------------------------ table */
 
 static const struct cmp_codec_backend backends[] = {
-    {CMP_CODEC_NONE, 1, none_bound, none_compress, none_decompress},
-    {CMP_CODEC_LZ4, 0, lz4_bound, lz4_compress, lz4_decompress},
-    {CMP_CODEC_ZSTD, 0, zstd_bound, zstd_compress, zstd_decompress},
+    {CMP_CODEC_NONE, 1, none_bound, none_compress, none_decompress, NULL},
+    {CMP_CODEC_LZ4, 0, lz4_bound, lz4_compress, lz4_decompress, NULL},
+    {CMP_CODEC_ZSTD, 0, zstd_bound, zstd_compress, zstd_decompress,
+     zstd_compress_parts},
 };
 
 const struct cmp_codec_backend *cmp_codec_backend_get(enum cmp_codec id)
@@ -208,6 +255,49 @@ void cmp_codecs_release(struct cmp_codecs *cs)
     ZSTD_freeDCtx(cs->zstd_d);
     cs->zstd_c = NULL;
     cs->zstd_d = NULL;
+}
+
+/* ------------------------------------------------------------ parts */
+
+static void parts_add(struct cmp_parts *pt, size_t end)
+{
+    if (pt->n < CMP_MAX_PARTS && (pt->n == 0 || end > pt->ends[pt->n - 1]))
+        pt->ends[pt->n++] = end;
+}
+
+void cmp_parts_of(struct cmp_parts *pt, size_t isize,
+                  enum cmp_value_coding v, size_t k)
+{
+    const size_t vsize = (size_t)cmp_value_size(v, k);
+    const size_t len = isize + vsize;
+    size_t cuts[CMP_MAX_PARTS];
+    size_t nc = 0;
+
+    cuts[nc++] = isize;
+    switch (v) {
+    case CMP_VALUE_FP32:
+        cuts[nc++] = isize + k;
+        cuts[nc++] = isize + 2 * k;
+        cuts[nc++] = isize + 3 * k;
+        break;
+    case CMP_VALUE_FP16:
+    case CMP_VALUE_BF16:
+        cuts[nc++] = isize + k;
+        break;
+    case CMP_VALUE_INT8:
+        cuts[nc++] = isize + (vsize - k); /* the scales, then the bytes */
+        break;
+    }
+    /* keep a cut only with CMP_MIN_PART bytes on both sides of it */
+    pt->n = 0;
+    size_t last = 0;
+    for (size_t i = 0; i < nc; i++) {
+        if (cuts[i] - last >= CMP_MIN_PART && len - cuts[i] >= CMP_MIN_PART) {
+            parts_add(pt, cuts[i]);
+            last = cuts[i];
+        }
+    }
+    parts_add(pt, len);
 }
 
 /* ------------------------------------------------------------ buffers */

@@ -263,7 +263,8 @@ size_t cmp_rice_write(const uint32_t *idx, size_t k, unsigned b, uint8_t *dst)
 
 /* MSB-first bit reader. buf holds cnt valid bits at its top; the fast
  * refill may also leave the following stream bits below them, which a later
- * refill ORs in again at the same place (Giesen's "variant 4" refill). */
+ * refill ORs in again at the same place (Giesen's "variant 4" refill).
+ * Both refills keep cnt <= 63 (the fast Rice path relies on it). */
 struct bitrd {
     const uint8_t *p;
     const uint8_t *end;
@@ -279,7 +280,7 @@ static inline void br_refill(struct bitrd *r)
         r->cnt |= 56;
         return;
     }
-    while (r->cnt <= 56 && r->p < r->end) {
+    while (r->cnt <= 55 && r->p < r->end) {
         r->buf |= (uint64_t)*r->p++ << (56 - r->cnt);
         r->cnt += 8;
     }
@@ -356,11 +357,24 @@ static enum fl_err rice_value_slow(struct bitrd *r, unsigned b, uint64_t qmax,
     return FL_OK;
 }
 
-/* The fast path decodes a whole value (unary, stop bit, low bits) with one
- * count-leading-zeros and one shift when it lies within the bits at hand;
- * that short dependency chain per value is what bounds the speed. With
- * x86-64-v3 (LZCNT, SHLX) the chain is shorter, so GCC builds a clone for
- * it, picked at load time (ifunc); the result is the same bit for bit. */
+/* The fast path keeps the bits at hand *inverted* in ibuf (cnt valid bits
+ * at the top, MSB first): a unary run of ones is then a run of zeros that
+ * one count-leading-zeros measures. The chain from one value to the next,
+ * which is what bounds the speed, is two instructions deep:
+ *
+ *     z = clz(x)            y = x << (b + 1)       (in parallel)
+ *     x' = y << z           (= x << (z + 1 + b), the code consumed)
+ *
+ * Everything else (the value, the index, its store, the length check)
+ * hangs off that chain. clz needs x != 0: a guard bit set below the valid
+ * bits at every refill keeps it so, since a code never consumes more than
+ * the valid bits, the guard only moves up and stays below them; a run that
+ * reaches it fails the length check. The refill clears the bits below the
+ * valid ones (guard included) before it ORs in the stream.
+ *
+ * With x86-64-v3 (LZCNT, SHLX) the chain is shortest, so GCC builds a
+ * clone for it, picked at load time (ifunc); the result is the same bit for
+ * bit. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&      \
     defined(__linux__)
 #define CMP_RICE_CLONES                                                       \
@@ -369,33 +383,88 @@ static enum fl_err rice_value_slow(struct bitrd *r, unsigned b, uint64_t qmax,
 #define CMP_RICE_CLONES
 #endif
 
-/* One value: the fast path when the whole code lies within the bits at
- * hand, else the slow path on a copy of the reader. Scalars by pointer, and
- * always inlined, so that the caller's state stays in registers. */
-static inline __attribute__((always_inline)) enum fl_err
-rice_one(const uint8_t **p, const uint8_t *end, uint64_t *buf, unsigned *cnt,
-         unsigned b, uint64_t qmax, uint64_t *v)
+/* Values decoded per refill: a refill leaves at least 56 bits at hand
+ * while 8 bytes of stream remain. A typical code is b + 2 or b + 3 bits, so
+ * 56 / (b + 3) of them (at most 8) almost always fit; one that does not
+ * ends the group early (its slow path is taken only after a refill). */
+static inline unsigned rice_group(unsigned b)
 {
-    const uint64_t inv = ~*buf;
-    const unsigned ones = inv != 0 ? (unsigned)__builtin_clzll(inv) : 64;
-    const unsigned vlen = ones + 1 + b;
-    if (vlen < *cnt) {
-        const uint64_t rest = *buf << (ones + 1);
-        *v = ((uint64_t)ones << b) | (b > 0 ? rest >> (64 - b) : 0);
-        *buf <<= vlen;
-        *cnt -= vlen;
-        return FL_OK;
-    }
-    struct bitrd slow = {*p, end, *buf, *cnt};
-    uint64_t sv = 0;
-    const enum fl_err rc = rice_value_slow(&slow, b, qmax, &sv);
-    *p = slow.p;
-    *buf = slow.buf;
-    *cnt = slow.cnt;
-    *v = sv;
-    return rc;
+    const unsigned g = 56 / (b + 3);
+    return g < 1 ? 1 : g > 8 ? 8 : g;
 }
 
+/* Refill the inverted buffer (cnt <= 63 before and after, so bit 0 is never
+ * valid and holds the guard). Fast refill as br_refill (variant 4); the
+ * bits it leaves below the valid ones are cleared by the next refill. */
+static inline __attribute__((always_inline)) void
+rice_refill_inv(const uint8_t **pp, const uint8_t *end, uint64_t *ibuf,
+                unsigned *cnt)
+{
+    const uint8_t *p = *pp;
+    const uint64_t valid = *ibuf & ~(~0ull >> *cnt);
+    if (end - p >= 8) {
+        *ibuf = valid | (~load_be64(p) >> *cnt) | 1;
+        *pp = p + ((63 - *cnt) >> 3);
+        *cnt |= 56;
+        return;
+    }
+    uint64_t x = valid;
+    while (*cnt <= 55 && p < end) {
+        x |= (uint64_t)(uint8_t)~*p++ << (56 - *cnt);
+        *cnt += 8;
+    }
+    *ibuf = x | 1;
+    *pp = p;
+}
+
+/* One value if its whole code (q zeros, the stop bit, b low bits) lies in
+ * the cnt valid bits (else 0, nothing consumed); *next (the last index + 1)
+ * advances by v + 1.
+ *
+ * w = x << z starts with the inverted stop bit (1) and then the b low bits
+ * L inverted, so w >> (63 - b) = 2^(b+1) - 1 - L and
+ *     v + 1 = (z << b) + L + 1 = ((z + 2) << b) - (w >> (63 - b)),
+ * which saves the NOT and the OR of the plain formula: the decoder is
+ * bound by instruction throughput as much as by the chain. */
+static inline __attribute__((always_inline)) int
+rice_fast(uint64_t *x, int *cnt, unsigned b, uint64_t *next)
+{
+    const uint64_t xv = *x;
+    const int z = __builtin_clzll(xv); /* xv != 0: the guard */
+    const int rem = *cnt - z - (int)(b + 1);
+    if (rem < 0)
+        return 0;
+    const uint64_t w = xv << z;
+    *x = w << (b + 1); /* z + 1 + b <= cnt <= 63 */
+    *next += ((uint64_t)(z + 2) << b) - (w >> (63 - b));
+    *cnt = rem;
+    return 1;
+}
+
+/* The valid bits of an inverted buffer as a plain bitrd buffer (zeros
+ * below them), and back. */
+static inline uint64_t rice_flip(uint64_t x, unsigned cnt)
+{
+    return ~x & ~(~0ull >> cnt);
+}
+
+/* The main loop, per group of up to rice_group(b) values:
+ *
+ *   refill    x gets the stream bits after its valid ones from `nxt`, the
+ *             8 bytes at p loaded one group ahead, so that the load latency
+ *             is off the chain (variant-4 refill near the end)
+ *   decode    the first value fast or, if its code does not fit, with the
+ *             plain bit reader (a long unary run, the end of the stream);
+ *             then the others while they fit
+ *   check     the group's last index < n
+ *
+ * `nxt` is kept equal to the inverted 8 bytes at p whenever 8 remain.
+ * Indices are not range-checked one by one: v_j >= 0 makes them
+ * increasing, so idx_j < n for all j iff the last one is, i.e. iff
+ * next <= n. The check once per group also keeps next far from overflow
+ * (a fast value is < 2^37, a slow one < 2 n); it also runs before a slow
+ * value, so that an index out of range is reported before a later
+ * truncation, as a decoder checking one at a time would. */
 CMP_RICE_CLONES
 enum fl_err cmp_rice_read(const uint8_t *src, size_t len, uint64_t n,
                           size_t k, uint32_t *idx)
@@ -409,40 +478,49 @@ enum fl_err cmp_rice_read(const uint8_t *src, size_t len, uint64_t n,
     /* the reader's state in locals that stay in registers */
     const uint8_t *p = src + 1;
     const uint8_t *const end = src + len;
-    uint64_t buf = 0;
-    unsigned cnt = 0;
+    uint64_t x = 1; /* inverted bits, guard at bit 0 */
+    int cnt = 0;
+    uint64_t nxt = end - p >= 8 ? ~load_be64(p) : 0;
     const uint64_t qmax = (n - 1) >> b;
-    uint64_t next = 0;
+    const size_t group = rice_group(b);
+    uint64_t next = 0; /* last index + 1 */
     size_t j = 0;
     while (j < k) {
-        /* refilling when already full is harmless (the same bits are ORed
-         * in again), so the common case needs no test on cnt; then at
-         * least 56 bits are at hand: room for two typical codes */
-        if (end - p >= 8) {
-            buf |= load_be64(p) >> cnt;
+        if (end - p >= 16) {
+            x = (x & ~(~0ull >> cnt)) | (nxt >> cnt) | 1;
             p += (63 - cnt) >> 3;
             cnt |= 56;
+            nxt = ~load_be64(p);
         } else {
-            while (cnt <= 56 && p < end) {
-                buf |= (uint64_t)*p++ << (56 - cnt);
-                cnt += 8;
-            }
+            unsigned c = (unsigned)cnt;
+            rice_refill_inv(&p, end, &x, &c);
+            cnt = (int)c;
+            nxt = end - p >= 8 ? ~load_be64(p) : 0;
         }
-        const size_t stop = j + 2 < k ? j + 2 : k;
-        for (; j < stop; j++) {
+        if (!rice_fast(&x, &cnt, b, &next)) {
+            if (next > n)
+                return FL_ERR_INDEX_RANGE;
+            struct bitrd r = {p, end, rice_flip(x, (unsigned)cnt),
+                              (unsigned)cnt};
             uint64_t v;
-            const enum fl_err rc =
-                rice_one(&p, end, &buf, &cnt, b, qmax, &v);
+            const enum fl_err rc = rice_value_slow(&r, b, qmax, &v);
             if (rc != FL_OK)
                 return rc;
-            const uint64_t i = next + v;
-            if (i >= n)
-                return FL_ERR_INDEX_RANGE;
-            idx[j] = (uint32_t)i;
-            next = i + 1;
+            p = r.p;
+            x = rice_flip(r.buf, r.cnt) | 1;
+            cnt = (int)r.cnt;
+            nxt = end - p >= 8 ? ~load_be64(p) : 0;
+            next += v + 1;
         }
+        idx[j++] = (uint32_t)(next - 1);
+        const size_t stop = k - j > group - 1 ? j + group - 1 : k;
+        while (j < stop && rice_fast(&x, &cnt, b, &next))
+            idx[j++] = (uint32_t)(next - 1);
+        if (next > n) /* the last index >= n */
+            return FL_ERR_INDEX_RANGE;
     }
-    const struct bitrd fin = {p, end, buf, cnt};
+    const struct bitrd fin = {p, end, rice_flip(x, (unsigned)cnt),
+                              (unsigned)cnt};
     return rice_check_end(&fin, src + 1);
 }
 

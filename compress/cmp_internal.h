@@ -105,6 +105,11 @@ void cmp_value_write(enum cmp_value_coding v, float *val, size_t k,
 enum fl_err cmp_value_read(enum cmp_value_coding v, const uint8_t *src,
                            size_t k, float *out);
 
+/* The fp16 reader of cmp_value_read(), with the CPU-specific (F16C) path
+ * allowed or not, so that tests can compare both on one machine. */
+enum fl_err cmp_f16_read_with(const uint8_t *src, size_t k, float *out,
+                              int allow_simd);
+
 /* Dense fp32 helpers: byte-planar shuffle of the bit patterns of x, XORed
  * with base when base != NULL; the inverse checks the result for NaN/Inf
  * and returns FL_ERR_NONFINITE (out is written either way). */
@@ -140,7 +145,33 @@ struct cmp_codec_backend {
      * FL_ERR_CODEC, FL_ERR_SIZE_MISMATCH, FL_ERR_TRAILING, FL_ERR_NOMEM */
     enum fl_err (*decompress)(struct cmp_codecs *cs, const uint8_t *src,
                               size_t len, uint8_t *dst, size_t raw_size);
+    /* Optional (NULL: use compress): compress as above, told where the
+     * parts of the raw stream end (ends[0] < ... < ends[nparts-1] == len:
+     * index stream, value planes). zstd starts a new block at a part
+     * boundary, so that each part gets its own entropy tables and an
+     * incompressible one (Rice bits, low mantissa bytes) is stored raw:
+     * smaller and much faster to decode than one mixed block. The output
+     * is an ordinary frame, within bound(len). */
+    enum fl_err (*compress_parts)(struct cmp_codecs *cs, const uint8_t *src,
+                                  size_t len, const size_t *ends,
+                                  size_t nparts, uint8_t *dst, size_t cap,
+                                  int level, size_t *out_len);
 };
+
+/* Part boundaries of a raw stream, for compress_parts. */
+#define CMP_MAX_PARTS 6
+struct cmp_parts {
+    size_t ends[CMP_MAX_PARTS];
+    size_t n;
+};
+
+/* The parts of a raw stream of isize index bytes followed by the value
+ * stream of k values with coding v (planes, or int8 scales and bytes).
+ * Parts shorter than CMP_MIN_PART are merged into a neighbour: a block of
+ * its own would cost more (block header, entropy tables) than it saves. */
+#define CMP_MIN_PART 256
+void cmp_parts_of(struct cmp_parts *pt, size_t isize,
+                  enum cmp_value_coding v, size_t k);
 
 /* The backend for a codec id, or NULL when unknown. */
 const struct cmp_codec_backend *cmp_codec_backend_get(enum cmp_codec id);
@@ -152,5 +183,9 @@ int cmp_zstd_level_clamp(int level);
 
 /* CRC-32 of [p, len) as zlib's crc32() computes it (initial value 0). */
 uint32_t cmp_crc32(const uint8_t *p, size_t len);
+/* The same with the fastest method limited to max_level (0 zlib only,
+ * 1 PCLMULQDQ, 2 VPCLMULQDQ; the CPU's own limit applies too), so that
+ * tests can compare every method on one machine. */
+uint32_t cmp_crc32_impl(const uint8_t *p, size_t len, int max_level);
 
 #endif /* CMP_INTERNAL_H */

@@ -162,13 +162,18 @@ static enum fl_err check_sparse_args(uint64_t n, const uint32_t *idx,
     return bad ? FL_ERR_NONFINITE : FL_OK;
 }
 
-/* CRC and codec over ctx->raw[0, raw_size); fills the codec-related meta
- * fields and the payload pointer. */
+/* CRC and codec over ctx->raw[0, raw_size), made of the index stream
+ * (isize bytes) and the value stream of k values coded v (the codec may
+ * use the parts); fills the codec-related meta fields and the payload
+ * pointer. */
 static enum fl_err finish_payload(struct cmp_ctx *ctx, size_t raw_size,
-                                  enum cmp_codec codec, int level,
+                                  size_t isize, enum cmp_value_coding v,
+                                  size_t k, const struct cmp_params *p,
                                   struct cmp_meta *meta,
                                   const uint8_t **payload, size_t *payload_len)
 {
+    const enum cmp_codec codec = p->codec;
+    const int level = p->level;
     const struct cmp_codec_backend *be = cmp_codec_backend_get(codec);
     const uint8_t *raw = ctx->raw.p;
     enum fl_err rc;
@@ -187,8 +192,15 @@ static enum fl_err finish_payload(struct cmp_ctx *ctx, size_t raw_size,
     rc = cmp_buf_reserve(&ctx->out, bound);
     if (rc != FL_OK)
         return rc;
-    rc = be->compress(&ctx->codecs, raw, raw_size, ctx->out.p, bound, level,
-                      payload_len);
+    if (be->compress_parts != NULL) {
+        struct cmp_parts pt;
+        cmp_parts_of(&pt, isize, v, k);
+        rc = be->compress_parts(&ctx->codecs, raw, raw_size, pt.ends, pt.n,
+                                ctx->out.p, bound, level, payload_len);
+    } else {
+        rc = be->compress(&ctx->codecs, raw, raw_size, ctx->out.p, bound,
+                          level, payload_len);
+    }
     if (rc != FL_OK)
         return rc;
     *payload = ctx->out.p;
@@ -226,8 +238,8 @@ enum fl_err cmp_sparse_encode(struct cmp_ctx *ctx, uint64_t n,
     meta->k = k;
     meta->index_coding = plan.coding;
     meta->value_coding = p->values;
-    return finish_payload(ctx, raw_size, p->codec, p->level, meta, payload,
-                          payload_len);
+    return finish_payload(ctx, raw_size, isize, p->values, k, p, meta,
+                          payload, payload_len);
 }
 
 enum fl_err cmp_dense_encode(struct cmp_ctx *ctx, const float *x, size_t n,
@@ -256,8 +268,9 @@ enum fl_err cmp_dense_encode(struct cmp_ctx *ctx, const float *x, size_t n,
     meta->k = n;
     meta->index_coding = CMP_INDEX_ALL;
     meta->value_coding = CMP_VALUE_FP32;
-    return finish_payload(ctx, 4 * n, codec, level, meta, payload,
-                          payload_len);
+    const struct cmp_params dp = {CMP_INDEX_ALL, CMP_VALUE_FP32, codec, level};
+    return finish_payload(ctx, 4 * n, 0, CMP_VALUE_FP32, n, &dp, meta,
+                          payload, payload_len);
 }
 
 /* ------------------------------------------------------------ decode */

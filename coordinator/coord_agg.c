@@ -299,3 +299,27 @@ enum fl_err coord_model_task_payload(struct coord_agg *a,
     *out = &e->p;
     return FL_OK;
 }
+
+const float *coord_agg_momentum(const struct coord_agg *a) { return a->mom; }
+
+enum fl_err coord_agg_resume(struct coord_agg *a, uint64_t version,
+                             const float *params, const float *momentum)
+{
+    const size_t dim = a->cfg.dim;
+    if (version == 0 || !all_finite(params, dim) ||
+        (momentum != NULL && (a->mom == NULL || !all_finite(momentum, dim))))
+        return FL_ERR_INVALID_ARG;
+    memcpy(a->ring[a->cur], params, dim * sizeof(float));
+    for (uint32_t i = 0; i < a->cfg.keep_versions; i++)
+        a->ring_ver[i] = i == a->cur ? version : 0;
+    a->version = version;
+    if (a->mom != NULL) {
+        if (momentum != NULL)
+            memcpy(a->mom, momentum, dim * sizeof(float));
+        else
+            memset(a->mom, 0, dim * sizeof(float));
+    }
+    invalidate_cache(a);
+    coord_agg_discard(a);
+    return FL_OK;
+}

@@ -111,6 +111,19 @@ enum fl_err coord_model_task_payload(struct coord_agg *a,
                                      enum cmp_codec codec, int level,
                                      const struct coord_payload **out);
 
+/* The server momentum buffer m (dim floats), NULL without server momentum;
+ * valid until the next commit. For checkpoints. */
+const float *coord_agg_momentum(const struct coord_agg *a);
+
+/* Continue from a checkpoint: params (dim floats, finite) become the
+ * current model with number `version` (>= 1), momentum (dim floats, or
+ * NULL for zeros) the momentum buffer; no other version is kept, the
+ * accumulator and the payload cache are emptied. FL_ERR_INVALID_ARG
+ * (version 0, non-finite input, momentum given without server momentum):
+ * nothing changes then. */
+enum fl_err coord_agg_resume(struct coord_agg *a, uint64_t version,
+                             const float *params, const float *momentum);
+
 /* Number of payload encodings done since creation (for tests and reports:
  * shows that payloads are shared, not encoded per device). */
 uint64_t coord_agg_encode_count(const struct coord_agg *a);

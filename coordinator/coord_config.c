@@ -8,6 +8,7 @@
 
 #include "common/fl_config.h"
 #include "common/fl_util.h"
+#include "coordinator/coord_devtab.h"
 #include "model/mdl_data.h"
 
 #define MiB (1024ULL * 1024ULL)
@@ -15,6 +16,12 @@
 enum opt_id {
     OPT_BIND = 256,
     OPT_ENDPOINT_FILE,
+    OPT_CURVE_SECRET,
+    OPT_AUTHORIZED_KEYS,
+    OPT_INSECURE,
+    OPT_MAX_DEVICES_CONNECTED,
+    OPT_MAX_MSG_RATE,
+    OPT_MAX_MSG_BURST,
     OPT_MIN_DEVICES,
     OPT_WAIT_TIMEOUT,
     OPT_FRACTION,
@@ -35,6 +42,9 @@ enum opt_id {
     OPT_CLIP_NORM,
     OPT_PER_TENSOR,
     OPT_ALLOW_OVERRIDES,
+    OPT_DOWN_DENSITY,
+    OPT_DOWN_VALUES,
+    OPT_SAVE_BROADCAST_MODEL,
     OPT_SERVER_LR,
     OPT_SERVER_MOMENTUM,
     OPT_LOCAL_EPOCHS,
@@ -45,13 +55,21 @@ enum opt_id {
     OPT_DATA_DIR,
     OPT_EVAL_LIMIT,
     OPT_REPORT_DIR,
+    OPT_STATE_DIR,
     OPT_SAVE_MODEL,
     OPT_SAVE_EVERY_ROUND,
     OPT_MAX_SAMPLES,
+    OPT_MAX_DEVICE_SHARE,
+    OPT_MAX_UPDATE_NORM,
+    OPT_PENALTY_AFTER,
+    OPT_PENALTY_ROUNDS,
     OPT_MAX_MESSAGE,
     OPT_KEEP_VERSIONS,
     OPT_LOG_LEVEL,
-    OPT_LOG_FORMAT
+    OPT_LOG_FORMAT,
+    OPT_METRICS_BIND,
+    OPT_METRICS_PORT_FILE,
+    OPT_CHECK_CONFIG
 };
 
 static const struct option long_options[] = {
@@ -59,6 +77,13 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, 'V'},
     {"bind", required_argument, NULL, OPT_BIND},
     {"endpoint-file", required_argument, NULL, OPT_ENDPOINT_FILE},
+    {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+    {"authorized-keys", required_argument, NULL, OPT_AUTHORIZED_KEYS},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"max-devices-connected", required_argument, NULL,
+     OPT_MAX_DEVICES_CONNECTED},
+    {"max-msg-rate", required_argument, NULL, OPT_MAX_MSG_RATE},
+    {"max-msg-burst", required_argument, NULL, OPT_MAX_MSG_BURST},
     {"min-devices", required_argument, NULL, OPT_MIN_DEVICES},
     {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
     {"fraction", required_argument, NULL, OPT_FRACTION},
@@ -80,6 +105,10 @@ static const struct option long_options[] = {
     {"clip-norm", required_argument, NULL, OPT_CLIP_NORM},
     {"per-tensor", no_argument, NULL, OPT_PER_TENSOR},
     {"allow-device-overrides", no_argument, NULL, OPT_ALLOW_OVERRIDES},
+    {"down-density", required_argument, NULL, OPT_DOWN_DENSITY},
+    {"down-values", required_argument, NULL, OPT_DOWN_VALUES},
+    {"save-broadcast-model", required_argument, NULL,
+     OPT_SAVE_BROADCAST_MODEL},
     {"server-lr", required_argument, NULL, OPT_SERVER_LR},
     {"server-momentum", required_argument, NULL, OPT_SERVER_MOMENTUM},
     {"local-epochs", required_argument, NULL, OPT_LOCAL_EPOCHS},
@@ -90,13 +119,21 @@ static const struct option long_options[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"eval-limit", required_argument, NULL, OPT_EVAL_LIMIT},
     {"report-dir", required_argument, NULL, OPT_REPORT_DIR},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"save-model", required_argument, NULL, OPT_SAVE_MODEL},
     {"save-every-round", no_argument, NULL, OPT_SAVE_EVERY_ROUND},
     {"max-samples", required_argument, NULL, OPT_MAX_SAMPLES},
+    {"max-device-share", required_argument, NULL, OPT_MAX_DEVICE_SHARE},
+    {"max-update-norm", required_argument, NULL, OPT_MAX_UPDATE_NORM},
+    {"penalty-after", required_argument, NULL, OPT_PENALTY_AFTER},
+    {"penalty-rounds", required_argument, NULL, OPT_PENALTY_ROUNDS},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"keep-versions", required_argument, NULL, OPT_KEEP_VERSIONS},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
+    {"metrics-port-file", required_argument, NULL, OPT_METRICS_PORT_FILE},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {NULL, 0, NULL, 0}};
 
 void coord_config_defaults(struct coord_config *cfg)
@@ -104,6 +141,12 @@ void coord_config_defaults(struct coord_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->bind = "tcp://*:5555";
     cfg->endpoint_file = NULL;
+    cfg->curve_secret = NULL;
+    cfg->authorized_keys = NULL;
+    cfg->insecure = false;
+    cfg->max_devices_connected = 10000;
+    cfg->max_msg_rate = 50;
+    cfg->max_msg_burst = 100;
     cfg->max_message = 64 * MiB;
     cfg->min_devices = 2;
     cfg->wait_timeout = 120.0;
@@ -115,6 +158,11 @@ void coord_config_defaults(struct coord_config *cfg)
     cfg->rounds = 10;
     cfg->seed = 1;
     cfg->max_samples = 1000000;
+    cfg->max_device_share = 0.5;
+    cfg->max_update_norm = 0;
+    cfg->update_norm_factor = 10;
+    cfg->penalty_after = 3;
+    cfg->penalty_rounds = 5;
     cfg->keep_versions = 4;
     cfg->mlp.input = 784;
     cfg->mlp.nhidden = 2;
@@ -137,11 +185,15 @@ void coord_config_defaults(struct coord_config *cfg)
     cfg->clip_norm = 0.0;
     cfg->per_tensor = false;
     cfg->allow_overrides = false;
+    cfg->down_density = 1.0;
+    cfg->down_values = CMP_VALUE_FP32;
+    cfg->save_broadcast_model = NULL;
     cfg->server_lr = 1.0;
     cfg->server_momentum = 0.0;
     cfg->data_dir = MDL_DEFAULT_DATA_DIR;
     cfg->eval_limit = 0;
     cfg->report_dir = NULL;
+    cfg->state_dir = NULL;
     cfg->save_model = NULL;
     cfg->save_every_round = false;
     cfg->log_level = FL_LOG_INFO;
@@ -162,7 +214,24 @@ void coord_config_usage(FILE *out)
         "  --bind ENDPOINT          ROUTER endpoint (tcp://*:5555)\n"
         "  --endpoint-file FILE     write the bound endpoint into FILE\n"
         "  --max-message BYTES      largest frame accepted; K/M/G suffixes\n"
-        "                           (64M)\n"
+        "                           (64M)\n",
+        out);
+    fputs(
+        "Security and admission (docs/security.md):\n"
+        "  --curve-secret FILE      this coordinator's key pair (from\n"
+        "                           fedcomp-keygen): CURVE encryption\n"
+        "  --authorized-keys DIR    one NAME.pub per device; NAME is its id;\n"
+        "                           re-read on SIGHUP\n"
+        "  --insecure               plaintext, no authentication (needed\n"
+        "                           when no keys are given)\n"
+        "  --max-devices-connected N  devices joined at once; a Hello past\n"
+        "                           it gets Reject 51 (10000)\n"
+        "  --max-msg-rate R         messages a second per connection, more\n"
+        "                           are dropped; 0 = no limit (50)\n"
+        "  --max-msg-burst B        messages a connection may send at once\n"
+        "                           (100)\n",
+        out);
+    fputs(
         "Devices and rounds:\n"
         "  --min-devices N          devices needed to open a round (2)\n"
         "  --wait-timeout S         seconds to wait for them, 0 = forever;\n"
@@ -177,6 +246,17 @@ void coord_config_usage(FILE *out)
         "  --rounds N               rounds to train (10)\n"
         "  --seed N                 model init, cohorts, batch seeds (1)\n"
         "  --max-samples N          largest sample count accepted (1000000)\n"
+        "Safe aggregation:\n"
+        "  --max-device-share F     largest share of a round's weight one\n"
+        "                           update carries, in [0.05, 1] (0.5)\n"
+        "  --max-update-norm SPEC   refuse updates above an L2 norm: X,\n"
+        "                           adaptive:M (M x last round's median),\n"
+        "                           both as X,adaptive:M, or off "
+        "(adaptive:10)\n"
+        "  --penalty-after N        refusals in a row that put a device in\n"
+        "                           the penalty box, 0 = never (3)\n"
+        "  --penalty-rounds R       rounds a device in the box is ignored "
+        "(5)\n"
         "  --keep-versions N        model versions kept for delta downloads "
         "(4)\n"
         "Model and local training:\n"
@@ -200,9 +280,19 @@ void coord_config_usage(FILE *out)
         "  --clip-norm X            clip each local update's L2 norm, 0 = off\n"
         "  --per-tensor             top-k per tensor instead of global\n"
         "  --allow-device-overrides let workers use their own settings\n"
+        "Downlink (lossy = server-side error feedback):\n"
+        "  --down-density D         fraction of the model change sent per\n"
+        "                           round, 1 = lossless (1)\n"
+        "  --down-values fp32|fp16|bf16|int8  its value coding (fp32)\n"
+        "  --save-broadcast-model FILE  save the model the devices hold at\n"
+        "                           the end (equals --save-model when\n"
+        "                           lossless)\n"
         "Server step:\n"
         "  --server-lr X            server learning rate (1.0)\n"
-        "  --server-momentum X      server momentum, 0 = off (0)\n"
+        "  --server-momentum X      server momentum, 0 = off (0)\n",
+        out);
+    /* two strings: ISO C guarantees string literals of 4095 bytes only */
+    fputs(
         "Evaluation, reports, files:\n"
         "  --data-dir DIR           Fashion-MNIST directory\n"
         "                           (" MDL_DEFAULT_DATA_DIR ")\n"
@@ -211,10 +301,17 @@ void coord_config_usage(FILE *out)
         "  --report-dir DIR         write rounds.csv, rounds.jsonl, "
         "devices.csv,\n"
         "                           summary.txt into DIR (none)\n"
+        "  --state-dir DIR          checkpoint after every round into DIR and\n"
+        "                           resume from it on start (none)\n"
         "  --save-model FILE        save the final model into FILE\n"
         "  --save-every-round       also save FILE.roundN after each round\n"
         "  --log-level LEVEL        debug|info|notice|warn|err (info)\n"
         "  --log-format text|json   log line format (text)\n"
+        "Metrics:\n"
+        "  --metrics-bind HOST:PORT serve Prometheus metrics at /metrics\n"
+        "                           (off; port 0 picks a free port)\n"
+        "  --metrics-port-file FILE write the metrics port into FILE\n"
+        "  --check-config           print the effective settings and exit\n"
         "  -h, --help               this text\n"
         "  -V, --version            print the version\n"
         "\n"
@@ -234,6 +331,11 @@ void coord_codec_format(enum cmp_codec codec, int level, char *buf,
         snprintf(buf, len, "none");
     else
         snprintf(buf, len, "codec%d", (int)codec);
+}
+
+bool coord_config_lossy_downlink(const struct coord_config *cfg)
+{
+    return cfg->down_density < 1.0 || cfg->down_values != CMP_VALUE_FP32;
 }
 
 double coord_density_for_round(double target, uint32_t warmup,
@@ -416,6 +518,63 @@ static enum fl_err parse_hidden(struct coord_config *cfg, const char *s,
     return FL_OK;
 }
 
+/* --max-update-norm: "off", or up to two comma-separated items, an
+ * absolute bound X and/or adaptive:M. */
+static enum fl_err parse_norm(struct coord_config *cfg, const char *s,
+                              char *err, size_t errlen)
+{
+    char buf[64];
+    double abs_bound = 0, factor = 0;
+    const size_t n = strlen(s);
+    if (strcmp(s, "off") == 0) {
+        cfg->max_update_norm = 0;
+        cfg->update_norm_factor = 0;
+        return FL_OK;
+    }
+    if (n == 0 || n >= sizeof(buf))
+        goto bad;
+    memcpy(buf, s, n + 1);
+    char *item = buf;
+    for (int i = 0; i < 2 && item != NULL; i++) {
+        char *comma = strchr(item, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (strncmp(item, "adaptive:", 9) == 0) {
+            if (factor > 0 ||
+                fl_parse_double(item + 9, 1e-6, 1e12, &factor) != FL_OK)
+                goto bad;
+        } else if (abs_bound > 0 ||
+                   fl_parse_double(item, 1e-30, 1e30, &abs_bound) != FL_OK) {
+            goto bad;
+        }
+        item = comma != NULL ? comma + 1 : NULL;
+    }
+    if (item != NULL)
+        goto bad;
+    cfg->max_update_norm = abs_bound;
+    cfg->update_norm_factor = factor;
+    return FL_OK;
+bad:
+    return usage_err(err, errlen,
+                     "--max-update-norm: '%s' is not off, X, adaptive:M or "
+                     "X,adaptive:M (X, M > 0)", s);
+}
+
+/* "adaptive:10", "5", "5,adaptive:10" or "off" */
+static void format_norm(const struct coord_config *cfg, char *buf,
+                        size_t len)
+{
+    const double x = cfg->max_update_norm, m = cfg->update_norm_factor;
+    if (x > 0 && m > 0)
+        snprintf(buf, len, "%.17g,adaptive:%.17g", x, m);
+    else if (x > 0)
+        snprintf(buf, len, "%.17g", x);
+    else if (m > 0)
+        snprintf(buf, len, "adaptive:%.17g", m);
+    else
+        snprintf(buf, len, "off");
+}
+
 static enum fl_err parse_enum_flag(struct coord_config *cfg, int id,
                                    const char *s, char *err, size_t errlen)
 {
@@ -434,6 +593,12 @@ static enum fl_err parse_enum_flag(struct coord_config *cfg, int id,
         return FL_OK;
     case OPT_CODEC:
         return parse_codec(cfg, s, err, errlen);
+    case OPT_DOWN_VALUES:
+        if (cmp_value_coding_parse(s, &cfg->down_values) != 0)
+            return usage_err(err, errlen,
+                             "--down-values: '%s' is not fp32, fp16, bf16 "
+                             "or int8", s);
+        return FL_OK;
     case OPT_LOG_LEVEL:
         lvl = fl_log_level_parse(s);
         if (lvl < 0)
@@ -482,6 +647,13 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
     case OPT_EVAL_LIMIT: u32 = &cfg->eval_limit; name = "eval-limit"; break;
     case OPT_KEEP_VERSIONS: u32 = &cfg->keep_versions;
         name = "keep-versions"; min = 1; max = 64; break;
+    case OPT_MAX_DEVICES_CONNECTED: u32 = &cfg->max_devices_connected;
+        name = "max-devices-connected"; min = 1; max = COORD_DEVICES_MAX;
+        break;
+    case OPT_PENALTY_AFTER: u32 = &cfg->penalty_after;
+        name = "penalty-after"; max = 1000000; break;
+    case OPT_PENALTY_ROUNDS: u32 = &cfg->penalty_rounds;
+        name = "penalty-rounds"; min = 1; max = 1000000; break;
     default: break;
     }
     if (u32 != NULL)
@@ -490,9 +662,18 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
     switch (id) {
     case OPT_SEED:
         return get_u64("seed", s, 0, UINT64_MAX, &cfg->seed, err, errlen);
+    case OPT_MAX_MSG_RATE:
+        return get_dbl("max-msg-rate", s, 0, 1e9, false, &cfg->max_msg_rate,
+                       err, errlen);
+    case OPT_MAX_MSG_BURST:
+        return get_dbl("max-msg-burst", s, 1, 1e9, false,
+                       &cfg->max_msg_burst, err, errlen);
     case OPT_MAX_SAMPLES:
         return get_u64("max-samples", s, 1, UINT32_MAX, &cfg->max_samples,
                        err, errlen);
+    case OPT_MAX_DEVICE_SHARE:
+        return get_dbl("max-device-share", s, 0.05, 1, false,
+                       &cfg->max_device_share, err, errlen);
     case OPT_MAX_MESSAGE:
         return get_bytes("max-message", s, 4096, 1024ULL * MiB,
                          &cfg->max_message, err, errlen);
@@ -509,6 +690,9 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
         return get_dbl("quorum", s, 0, 1, false, &cfg->quorum, err, errlen);
     case OPT_DENSITY:
         return get_dbl("density", s, 0, 1, true, &cfg->density, err, errlen);
+    case OPT_DOWN_DENSITY:
+        return get_dbl("down-density", s, 0, 1, true, &cfg->down_density,
+                       err, errlen);
     case OPT_CLIP_NORM:
         return get_dbl("clip-norm", s, 0, 1e30, false, &cfg->clip_norm, err,
                        errlen);
@@ -534,20 +718,30 @@ static enum fl_err parse_one(struct coord_config *cfg, int id, int argc,
     switch (id) {
     case OPT_BIND: cfg->bind = optarg; return FL_OK;
     case OPT_ENDPOINT_FILE: cfg->endpoint_file = optarg; return FL_OK;
+    case OPT_CURVE_SECRET: cfg->curve_secret = optarg; return FL_OK;
+    case OPT_AUTHORIZED_KEYS: cfg->authorized_keys = optarg; return FL_OK;
+    case OPT_INSECURE: cfg->insecure = true; return FL_OK;
     case OPT_DATA_DIR: cfg->data_dir = optarg; return FL_OK;
     case OPT_REPORT_DIR: cfg->report_dir = optarg; return FL_OK;
+    case OPT_STATE_DIR: cfg->state_dir = optarg; return FL_OK;
     case OPT_SAVE_MODEL: cfg->save_model = optarg; return FL_OK;
     case OPT_SAVE_EVERY_ROUND: cfg->save_every_round = true; return FL_OK;
+    case OPT_SAVE_BROADCAST_MODEL: cfg->save_broadcast_model = optarg;
+        return FL_OK;
+    case OPT_METRICS_BIND: cfg->metrics_bind = optarg; return FL_OK;
+    case OPT_METRICS_PORT_FILE: cfg->metrics_port_file = optarg;
+        return FL_OK;
     case OPT_PER_TENSOR: cfg->per_tensor = true; return FL_OK;
     case OPT_ALLOW_OVERRIDES: cfg->allow_overrides = true; return FL_OK;
     case OPT_HIDDEN: return parse_hidden(cfg, optarg, err, errlen);
+    case OPT_MAX_UPDATE_NORM: return parse_norm(cfg, optarg, err, errlen);
     case OPT_ERROR_FEEDBACK:
         return get_onoff("error-feedback", optarg, &cfg->error_feedback, err,
                          errlen);
     case OPT_MOMENTUM_CORRECTION:
         return get_momentum_correction(cfg, argc, argv, err, errlen);
     case OPT_TOPK: case OPT_VALUES: case OPT_CODEC: case OPT_LOG_LEVEL:
-    case OPT_LOG_FORMAT:
+    case OPT_LOG_FORMAT: case OPT_DOWN_VALUES:
         return parse_enum_flag(cfg, id, optarg, err, errlen);
     default:
         return parse_number_flag(cfg, id, optarg, err, errlen);
@@ -566,6 +760,7 @@ enum fl_err coord_config_parse(struct coord_config *cfg, int argc,
                                char *err, size_t errlen)
 {
     enum fl_err rc = FL_OK;
+    bool check = false;
     int c;
     *action = COORD_ACTION_RUN;
     if (err != NULL && errlen > 0)
@@ -591,6 +786,10 @@ enum fl_err coord_config_parse(struct coord_config *cfg, int argc,
             *action = COORD_ACTION_VERSION;
             return FL_OK;
         }
+        if (c == OPT_CHECK_CONFIG) {
+            check = true;
+            continue;
+        }
         if (c == '?' || c == ':') {
             const char *arg =
                 optind > 0 && optind <= argc ? argv[optind - 1] : "?";
@@ -606,7 +805,10 @@ enum fl_err coord_config_parse(struct coord_config *cfg, int argc,
     if (optind < argc)
         return usage_err(err, errlen, "unexpected argument '%s'",
                          argv[optind]);
-    return coord_config_validate(cfg, err, errlen);
+    rc = coord_config_validate(cfg, err, errlen);
+    if (rc == FL_OK && check)
+        *action = COORD_ACTION_CHECK_CONFIG;
+    return rc;
 }
 
 enum fl_err coord_config_validate(const struct coord_config *cfg, char *err,
@@ -640,9 +842,164 @@ enum fl_err coord_config_validate(const struct coord_config *cfg, char *err,
         return usage_err(err, errlen, "--data-dir: the path is empty");
     if (cfg->report_dir != NULL && cfg->report_dir[0] == '\0')
         return usage_err(err, errlen, "--report-dir: the path is empty");
+    if (cfg->state_dir != NULL && cfg->state_dir[0] == '\0')
+        return usage_err(err, errlen, "--state-dir: the path is empty");
     if (cfg->save_model != NULL && cfg->save_model[0] == '\0')
         return usage_err(err, errlen, "--save-model: the path is empty");
+    if (!(cfg->down_density > 0 && cfg->down_density <= 1))
+        return usage_err(err, errlen, "--down-density: %g is not in (0, 1]",
+                         cfg->down_density);
+    if (cfg->save_broadcast_model != NULL &&
+        cfg->save_broadcast_model[0] == '\0')
+        return usage_err(err, errlen,
+                         "--save-broadcast-model: the path is empty");
     if (cfg->endpoint_file != NULL && cfg->endpoint_file[0] == '\0')
         return usage_err(err, errlen, "--endpoint-file: the path is empty");
+    if (cfg->curve_secret != NULL && cfg->curve_secret[0] == '\0')
+        return usage_err(err, errlen, "--curve-secret: the path is empty");
+    if (cfg->authorized_keys != NULL && cfg->authorized_keys[0] == '\0')
+        return usage_err(err, errlen, "--authorized-keys: the path is empty");
+    if (cfg->metrics_bind != NULL && cfg->metrics_bind[0] == '\0')
+        return usage_err(err, errlen, "--metrics-bind: the address is empty");
+    if (cfg->metrics_port_file != NULL &&
+        (cfg->metrics_port_file[0] == '\0' || cfg->metrics_bind == NULL))
+        return usage_err(err, errlen,
+                         "--metrics-port-file needs a path and "
+                         "--metrics-bind");
+    return FL_OK;
+}
+
+/* ---- --check-config */
+
+static void print_str(FILE *out, const char *key, const char *v)
+{
+    if (v != NULL)
+        fprintf(out, "%s = %s\n", key, v);
+    else
+        fprintf(out, "# %s = (not set)\n", key);
+}
+
+/* The shortest text that reads back as the same double. */
+static void print_dbl(FILE *out, const char *key, double v)
+{
+    char buf[40];
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    if (strtod(buf, NULL) != v)
+        snprintf(buf, sizeof(buf), "%.17g", v);
+    fprintf(out, "%s = %s\n", key, buf);
+}
+
+static const char *onoff(bool b) { return b ? "true" : "false"; }
+
+static void print_network(const struct coord_config *cfg, FILE *out)
+{
+    print_str(out, "bind", cfg->bind);
+    print_str(out, "endpoint-file", cfg->endpoint_file);
+    print_str(out, "curve-secret", cfg->curve_secret);
+    print_str(out, "authorized-keys", cfg->authorized_keys);
+    fprintf(out, "insecure = %s\n", onoff(cfg->insecure));
+    fprintf(out, "max-devices-connected = %u\n", cfg->max_devices_connected);
+    print_dbl(out, "max-msg-rate", cfg->max_msg_rate);
+    print_dbl(out, "max-msg-burst", cfg->max_msg_burst);
+    fprintf(out, "max-message = %zu\n", cfg->max_message);
+    fprintf(out, "min-devices = %u\n", cfg->min_devices);
+    print_dbl(out, "wait-timeout", cfg->wait_timeout);
+    print_dbl(out, "fraction", cfg->fraction);
+    fprintf(out, "max-devices = %u\n", cfg->max_devices);
+    print_dbl(out, "round-timeout", cfg->round_timeout);
+    print_dbl(out, "quorum", cfg->quorum);
+    fprintf(out, "max-attempts = %u\n", cfg->max_attempts);
+    fprintf(out, "rounds = %u\n", cfg->rounds);
+    fprintf(out, "seed = %llu\n", (unsigned long long)cfg->seed);
+    fprintf(out, "max-samples = %llu\n",
+            (unsigned long long)cfg->max_samples);
+    print_dbl(out, "max-device-share", cfg->max_device_share);
+    char norm[96];
+    format_norm(cfg, norm, sizeof(norm));
+    fprintf(out, "max-update-norm = %s\n", norm);
+    fprintf(out, "penalty-after = %u\n", cfg->penalty_after);
+    fprintf(out, "penalty-rounds = %u\n", cfg->penalty_rounds);
+    fprintf(out, "keep-versions = %u\n", cfg->keep_versions);
+}
+
+static void print_training(const struct coord_config *cfg, FILE *out)
+{
+    char codec[32];
+    fputs("hidden = ", out);
+    for (uint32_t i = 0; i < cfg->mlp.nhidden; i++)
+        fprintf(out, "%s%u", i > 0 ? "," : "", cfg->mlp.hidden[i]);
+    fputc('\n', out);
+    fprintf(out, "local-epochs = %u\n", cfg->local_epochs);
+    fprintf(out, "local-steps = %u\n", cfg->local_steps);
+    fprintf(out, "batch-size = %u\n", cfg->batch_size);
+    print_dbl(out, "lr", cfg->lr);
+    print_dbl(out, "momentum", cfg->momentum);
+    print_dbl(out, "density", cfg->density);
+    fprintf(out, "topk = %s\n", cmp_topk_method_name(cfg->topk));
+    fprintf(out, "values = %s\n", cmp_value_coding_name(cfg->values));
+    coord_codec_format(cfg->codec, cfg->level, codec, sizeof(codec));
+    fprintf(out, "codec = %s\n", codec);
+    fprintf(out, "error-feedback = %s\n", cfg->error_feedback ? "on" : "off");
+    print_dbl(out, "momentum-correction", cfg->momentum_correction);
+    fprintf(out, "density-warmup = %u\n", cfg->density_warmup);
+    print_dbl(out, "clip-norm", cfg->clip_norm);
+    fprintf(out, "per-tensor = %s\n", onoff(cfg->per_tensor));
+    fprintf(out, "allow-device-overrides = %s\n", onoff(cfg->allow_overrides));
+    print_dbl(out, "server-lr", cfg->server_lr);
+    print_dbl(out, "server-momentum", cfg->server_momentum);
+    print_dbl(out, "down-density", cfg->down_density);
+    fprintf(out, "down-values = %s\n",
+            cmp_value_coding_name(cfg->down_values));
+}
+
+static void print_files(const struct coord_config *cfg, FILE *out)
+{
+    static const char *const levels[] = {"debug", "info", "notice", "warn",
+                                         "err", "err"};
+    print_str(out, "data-dir", cfg->data_dir);
+    fprintf(out, "eval-limit = %u\n", cfg->eval_limit);
+    print_str(out, "report-dir", cfg->report_dir);
+    print_str(out, "state-dir", cfg->state_dir);
+    print_str(out, "save-model", cfg->save_model);
+    print_str(out, "save-broadcast-model", cfg->save_broadcast_model);
+    fprintf(out, "save-every-round = %s\n", onoff(cfg->save_every_round));
+    fprintf(out, "log-level = %s\n",
+            (unsigned)cfg->log_level < FL_ARRAY_LEN(levels)
+                ? levels[cfg->log_level]
+                : "info");
+    fprintf(out, "log-format = %s\n",
+            cfg->log_format == FL_LOG_JSON ? "json" : "text");
+    print_str(out, "metrics-bind", cfg->metrics_bind);
+    print_str(out, "metrics-port-file", cfg->metrics_port_file);
+}
+
+void coord_config_print(const struct coord_config *cfg, FILE *out)
+{
+    fputs("# " COORD_PROGRAM " " COORD_VERSION " effective settings\n", out);
+    print_network(cfg, out);
+    print_training(cfg, out);
+    print_files(cfg, out);
+}
+
+enum fl_err coord_config_check_security(const struct coord_config *cfg,
+                                        char *err, size_t errlen)
+{
+    const bool secret = cfg->curve_secret != NULL;
+    const bool keys = cfg->authorized_keys != NULL;
+    if (cfg->insecure && (secret || keys))
+        return usage_err(err, errlen,
+                         "--insecure cannot be combined with --curve-secret "
+                         "or --authorized-keys");
+    if (secret != keys)
+        return usage_err(err, errlen, "%s needs %s too (docs/security.md)",
+                         secret ? "--curve-secret" : "--authorized-keys",
+                         secret ? "--authorized-keys DIR"
+                                : "--curve-secret FILE");
+    if (!secret && !cfg->insecure)
+        return usage_err(err, errlen,
+                         "refusing to run without encryption: give "
+                         "--curve-secret FILE and --authorized-keys DIR "
+                         "(make keys with fedcomp-keygen, docs/security.md), "
+                         "or --insecure for plaintext on a trusted network");
     return FL_OK;
 }

@@ -29,7 +29,8 @@
 enum coord_action {
     COORD_ACTION_RUN = 0,
     COORD_ACTION_HELP = 1,
-    COORD_ACTION_VERSION = 2
+    COORD_ACTION_VERSION = 2,
+    COORD_ACTION_CHECK_CONFIG = 3   /* print the settings, exit 0 */
 };
 
 struct coord_config {
@@ -37,6 +38,14 @@ struct coord_config {
     const char *bind;             /* ZeroMQ endpoint to bind */
     const char *endpoint_file;    /* NULL: do not write the bound endpoint */
     size_t max_message;           /* bytes, ZMQ_MAXMSGSIZE and unpack limit */
+
+    /* security and admission (docs/security.md) */
+    const char *curve_secret;     /* own key pair file; NULL = no CURVE */
+    const char *authorized_keys;  /* directory of NAME.pub; NULL = none */
+    bool insecure;                /* plaintext asked for */
+    uint32_t max_devices_connected; /* Hello past it: Reject 51 full */
+    double max_msg_rate;          /* messages/s per routing id; 0 = off */
+    double max_msg_burst;         /* bucket size, >= 1 */
 
     /* devices and rounds */
     uint32_t min_devices;
@@ -49,6 +58,13 @@ struct coord_config {
     uint32_t rounds;
     uint64_t seed;
     uint64_t max_samples;         /* per Hello/Update */
+
+    /* safe aggregation and the penalty box (coord_guard.h) */
+    double max_device_share;      /* [0.05, 1]; 1 = no cap */
+    double max_update_norm;       /* absolute L2 bound; 0 = none */
+    double update_norm_factor;    /* adaptive bound factor; 0 = none */
+    uint32_t penalty_after;       /* refusals in a row; 0 = never */
+    uint32_t penalty_rounds;
     uint32_t keep_versions;       /* model versions kept for XOR deltas */
 
     /* model and training (sent to workers) */
@@ -72,6 +88,11 @@ struct coord_config {
     bool per_tensor;
     bool allow_overrides;
 
+    /* downlink (docs/protocol.md "Lossy downlink"): lossy when
+     * down_density < 1 or down_values != fp32 */
+    double down_density;          /* (0, 1], 1 = lossless */
+    enum cmp_value_coding down_values;
+
     /* server step */
     double server_lr;
     double server_momentum;
@@ -80,12 +101,18 @@ struct coord_config {
     const char *data_dir;
     uint32_t eval_limit;          /* 0 = all test images */
     const char *report_dir;       /* NULL = no report files */
+    const char *state_dir;        /* checkpoint directory; NULL = none */
     const char *save_model;       /* NULL = do not save */
+    const char *save_broadcast_model; /* devices' model at the end; NULL */
     bool save_every_round;
 
     /* logging */
     enum fl_log_level log_level;
     enum fl_log_format log_format;
+
+    /* Prometheus metrics (coord_metrics.h) */
+    const char *metrics_bind;     /* HOST:PORT; NULL = no metrics server */
+    const char *metrics_port_file; /* NULL: do not write the bound port */
 
     /* owned: the argv expanded from --config FILE (NULL without one) */
     char **owned_argv;
@@ -119,6 +146,20 @@ enum fl_err coord_config_validate(const struct coord_config *cfg, char *err,
 /* Print the --help text. */
 void coord_config_usage(FILE *out);
 
+/* The security policy (docs/security.md), checked by the program before it
+ * starts (not by coord_config_validate(), so that tests and tools can run
+ * an engine without keys): CURVE needs both --curve-secret and
+ * --authorized-keys; without them --insecure must be given, and not with
+ * them. FL_ERR_INVALID_ARG with a message in err. */
+enum fl_err coord_config_check_security(const struct coord_config *cfg,
+                                        char *err, size_t errlen);
+
+/* Print the effective settings of cfg as `key = value` lines with the
+ * flags' long names (what --check-config shows); the text is itself a
+ * valid --config file giving the same settings. Unset optional paths are
+ * printed as comments. */
+void coord_config_print(const struct coord_config *cfg, FILE *out);
+
 /* "zstd:1", "lz4", "none": the codec as the flag spells it. */
 void coord_codec_format(enum cmp_codec codec, int level, char *buf,
                         size_t len);
@@ -130,5 +171,8 @@ void coord_codec_format(enum cmp_codec codec, int level, char *buf,
  * round 1 density 0.25. Never below target; a target >= 0.25 is used as is. */
 double coord_density_for_round(double target, uint32_t warmup,
                                uint64_t round);
+
+/* True when the downlink is lossy (server-side error feedback on). */
+bool coord_config_lossy_downlink(const struct coord_config *cfg);
 
 #endif /* COORD_CONFIG_H */

@@ -48,6 +48,10 @@ struct coord_device {
     uint32_t last_status;
     uint64_t last_round;
 
+    /* the highest round it sent an update for (accepted, refused or
+     * late): a later update for it or an earlier round is a replay */
+    uint64_t answered_round;
+
     /* the open attempt */
     enum coord_round_state rstate;
     uint64_t task_sent_ns;

@@ -8,6 +8,8 @@
 #include "common/fl_log.h"
 #include "common/fl_util.h"
 #include "compress/cmp_tensor.h"
+#include "coordinator/coord_down.h"
+#include "coordinator/coord_guard.h"
 #include "model/mdl_file.h"
 #include "proto/pb_msg.h"
 
@@ -25,11 +27,16 @@ struct coord_engine {
     const struct mdl_layout *layout;
     struct coord_io io;
     struct coord_report *report;
+    struct coord_metrics *metrics; /* not owned; NULL = none */
     FILE *progress;
     uint64_t epoch;
     size_t dim;
 
     struct coord_agg *agg;
+    struct coord_down *down;       /* lossy downlink; NULL = lossless */
+    uint64_t sent_version;         /* newest model version sent in a Task */
+    struct coord_guard *guard;     /* norm bound, share cap, penalty box */
+    char why[128];                 /* detail of the next update Reject */
     struct coord_devtab *devs;
     struct cmp_ctx *dctx;          /* decoding updates */
     struct pb_limits lim;
@@ -61,6 +68,18 @@ struct coord_engine {
     struct coord_round_row last;   /* last row written */
     struct coord_summary sum;
     uint64_t send_failures;
+
+    /* identity of the message being handled: the User-Id the ZAP handler
+     * gave its CURVE connection (coord_engine_on_message_auth()); NULL in
+     * plaintext, where the Hello's device_id is the identity */
+    const char *auth_id;
+
+    /* checkpoints (coord_ckpt.h) */
+    struct coord_ckpt_device *ckdevs; /* export scratch, ckdevs_cap long */
+    size_t ckdevs_cap;
+    uint32_t first_attempt;        /* attempt this process began the round at */
+    uint64_t trusted_version;      /* held versions <= it are not trusted */
+    bool resumed;
 };
 
 const char *coord_status_name(enum coord_status s)
@@ -103,6 +122,32 @@ static void init_layout(struct coord_engine *e)
     }
 }
 
+/* The lossy downlink's broadcast model starts as the initial model. */
+static enum fl_err new_down(struct coord_engine *e, const float *init)
+{
+    const struct coord_down_config dcfg = {
+        .dim = e->dim,
+        .density = e->cfg->down_density,
+        .values = e->cfg->down_values,
+        .keep_versions = e->cfg->keep_versions,
+    };
+    if (!coord_config_lossy_downlink(e->cfg))
+        return FL_OK;
+    return coord_down_new(&dcfg, init, coord_agg_version(e->agg), &e->down);
+}
+
+static enum fl_err new_guard(struct coord_engine *e)
+{
+    const struct coord_guard_config gcfg = {
+        .max_share = e->cfg->max_device_share,
+        .max_norm = e->cfg->max_update_norm,
+        .norm_factor = e->cfg->update_norm_factor,
+        .penalty_after = e->cfg->penalty_after,
+        .penalty_rounds = e->cfg->penalty_rounds,
+    };
+    return coord_guard_new(&gcfg, &e->guard);
+}
+
 enum fl_err coord_engine_new(const struct coord_engine_env *env,
                              struct coord_engine **out)
 {
@@ -121,6 +166,7 @@ enum fl_err coord_engine_new(const struct coord_engine_env *env,
     e->layout = env->layout;
     e->io = env->io;
     e->report = env->report;
+    e->metrics = env->metrics;
     e->progress = env->progress;
     e->epoch = env->epoch;
     e->dim = env->layout->dim;
@@ -129,6 +175,7 @@ enum fl_err coord_engine_new(const struct coord_engine_env *env,
     fl_rng_seed(&e->rng, cfg->seed ^ 0x636f6f7264ULL);
     e->round = 1;
     e->attempt = 1;
+    e->first_attempt = 1;
     e->wait_deadline = UINT64_MAX;
     e->round_deadline = UINT64_MAX;
     e->sum.initial_acc = NAN;
@@ -142,9 +189,14 @@ enum fl_err coord_engine_new(const struct coord_engine_env *env,
         .dim = e->dim,
         .server_lr = cfg->server_lr,
         .server_momentum = cfg->server_momentum,
-        .keep_versions = cfg->keep_versions,
+        /* lossy downlink: devices hold broadcast versions, kept there */
+        .keep_versions = coord_config_lossy_downlink(cfg)
+                             ? 1
+                             : cfg->keep_versions,
     };
     rc = coord_agg_new(&acfg, env->init, &e->agg);
+    if (rc == FL_OK)
+        rc = new_down(e, env->init);
     if (rc != FL_OK)
         goto out;
     rc = coord_devtab_new(0, &e->devs);
@@ -153,6 +205,8 @@ enum fl_err coord_engine_new(const struct coord_engine_env *env,
     e->dctx = cmp_ctx_new();
     if (e->dctx == NULL)
         rc = FL_ERR_NOMEM;
+    if (rc == FL_OK)
+        rc = new_guard(e);
 out:
     if (rc != FL_OK)
         coord_engine_destroy(&e);
@@ -167,10 +221,13 @@ void coord_engine_destroy(struct coord_engine **ep)
         return;
     e = *ep;
     coord_agg_destroy(&e->agg);
+    coord_down_destroy(&e->down);
     coord_devtab_destroy(&e->devs);
     cmp_ctx_destroy(&e->dctx);
+    coord_guard_destroy(&e->guard);
     fl_free(e->cohort);
     fl_free(e->scratch);
+    fl_free(e->ckdevs);
     fl_free(e);
     *ep = NULL;
 }
@@ -184,6 +241,10 @@ enum coord_status coord_engine_status(const struct coord_engine *e)
 const struct coord_agg *coord_engine_agg(const struct coord_engine *e)
 {
     return e->agg;
+}
+const struct coord_down *coord_engine_down(const struct coord_engine *e)
+{
+    return e->down;
 }
 const struct coord_devtab *coord_engine_devices(const struct coord_engine *e)
 {
@@ -257,6 +318,7 @@ static enum fl_err send_env(struct coord_engine *e, struct coord_device *d,
         return rc;
     }
     e->row.down_wire_bytes += len;
+    coord_metrics_add_down(e->metrics, len, 0);
     if (d != NULL) {
         d->down_bytes += len;
         d->total_down_bytes += len;
@@ -264,21 +326,73 @@ static enum fl_err send_env(struct coord_engine *e, struct coord_device *d,
     return FL_OK;
 }
 
-static void send_reject(struct coord_engine *e, struct coord_device *d,
-                        const uint8_t *rid, size_t rid_len, enum fl_err code,
-                        bool has_round, uint64_t round)
+static void set_fate(struct coord_device *d, uint32_t status,
+                     uint64_t round);
+
+/* Refusals an honest device can get (its update came late, its attempt
+ * was replaced, ...) or that are not its doing: no strike for those. */
+static bool is_strike(enum fl_err code)
+{
+    return code != FL_OK && code != FL_ERR_NOMEM &&
+           code != FL_ERR_NOT_IN_COHORT && code != FL_ERR_UNKNOWN_DEVICE &&
+           code != FL_ERR_LATE && code != FL_ERR_RATE &&
+           code != FL_ERR_FULL && code != FL_ERR_IGNORED;
+}
+
+/* A refusal counts against d; at --penalty-after in a row it is ignored
+ * (coord_guard.h) and, if it still owes this round an update, it has
+ * none: the round does not wait for it. */
+static void charge(struct coord_engine *e, struct coord_device *d,
+                   enum fl_err code)
+{
+    const uint64_t first = e->round + (e->state == ST_OPEN ? 1 : 0);
+    if (!is_strike(code) || !coord_guard_strike(e->guard, d->index, first))
+        return;
+    fl_log(FL_LOG_WARN, "worker '%s' is ignored until round %llu: %u "
+           "refused messages in a row, the last one: %s", d->id,
+           (unsigned long long)(first + e->cfg->penalty_rounds),
+           e->cfg->penalty_after, fl_strerror(code));
+    if (e->state == ST_OPEN && d->rstate == COORD_RS_TASKED) {
+        d->rstate = COORD_RS_REJECTED;
+        d->n_rejected++;
+        e->pending--;
+        set_fate(d, PB_UPDATE_NOT_USED, e->round);
+    }
+}
+
+/* Reject{code, reason}: reason is fl_strerror(code), then ": detail" when
+ * detail is given. Counted by code; charged to d (when known). */
+static void send_reject_why(struct coord_engine *e, struct coord_device *d,
+                            const uint8_t *rid, size_t rid_len,
+                            enum fl_err code, bool has_round, uint64_t round,
+                            const char *detail)
 {
     struct pb_envelope env;
+    char reason[PB_MAX_STRING];
     memset(&env, 0, sizeof(env));
     env.version = PB_PROTOCOL_VERSION;
     env.body = PB_BODY_REJECT;
     env.reject.code = (uint32_t)code;
     env.reject.reason = fl_strerror(code);
+    if (detail != NULL && detail[0] != '\0') {
+        snprintf(reason, sizeof(reason), "%s: %s", fl_strerror(code),
+                 detail);
+        env.reject.reason = reason;
+    }
     env.reject.has_round = has_round;
     env.reject.round = round;
     if ((unsigned)code < FL_ERR__MAX)
         e->row.rejects[code]++;
+    if (d != NULL)
+        charge(e, d, code);
     send_env(e, d, rid, rid_len, &env);
+}
+
+static void send_reject(struct coord_engine *e, struct coord_device *d,
+                        const uint8_t *rid, size_t rid_len, enum fl_err code,
+                        bool has_round, uint64_t round)
+{
+    send_reject_why(e, d, rid, rid_len, code, has_round, round, NULL);
 }
 
 static void send_welcome(struct coord_engine *e, struct coord_device *d)
@@ -348,6 +462,8 @@ static void fill_task_cfg(const struct coord_engine *e, enum cmp_codec codec,
     t->compress.level = codec == CMP_CODEC_ZSTD ? c->level : 0;
     t->compress.error_feedback = c->error_feedback;
     t->compress.momentum_correction = c->momentum_correction > 0;
+    t->compress.momentum_factor =
+        c->momentum_correction > 0 ? (float)c->momentum_correction : 0.0f;
     t->compress.clip_norm = (float)c->clip_norm;
     t->compress.per_tensor = c->per_tensor;
     t->compress.max_update_bytes = 0;
@@ -355,14 +471,163 @@ static void fill_task_cfg(const struct coord_engine *e, enum cmp_codec codec,
     t->allow_overrides = c->allow_overrides;
 }
 
+/* ---- downlink (docs/protocol.md "Lossy downlink", coord_down.h) */
+
+/* The broadcast model follows the server model's version; when it could
+ * not (a failed advance, a resume), it catches up losslessly: devices then
+ * get the full model or a XOR against a version they hold. */
+static void sync_broadcast(struct coord_engine *e)
+{
+    const uint64_t v = coord_agg_version(e->agg);
+    if (e->down == NULL || coord_down_version(e->down) >= v)
+        return;
+    const enum fl_err rc = coord_down_reset(e->down, coord_agg_params(e->agg),
+                                            v);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot set the broadcast model to version %llu: "
+               "%s", (unsigned long long)v, fl_strerror(rc));
+}
+
+/* After a commit: w_b += compressed (w_s - w_b) (server-side error
+ * feedback); the time counts as aggregation time. */
+static void advance_broadcast(struct coord_engine *e)
+{
+    struct coord_down_stats st;
+    const uint64_t v = coord_agg_version(e->agg);
+    const uint64_t t0 = fl_now_ns();
+    if (e->down == NULL)
+        return;
+    const enum fl_err rc =
+        coord_down_advance(e->down, coord_agg_params(e->agg), v);
+    e->agg_ns += fl_now_ns() - t0;
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot compress the downlink of model version "
+               "%llu: %s: devices get it losslessly",
+               (unsigned long long)v, fl_strerror(rc));
+        sync_broadcast(e);
+        return;
+    }
+    coord_down_get_stats(e->down, &st);
+    fl_log(FL_LOG_INFO, "broadcast model version %llu: %zu of %zu entries "
+           "sent (%s), residual norm %.4g", (unsigned long long)v, st.k,
+           e->dim, cmp_value_coding_name(e->cfg->down_values),
+           st.residual_norm);
+}
+
+static bool version_known(const struct coord_engine *e, uint64_t v)
+{
+    if (e->down != NULL)
+        return coord_down_knows(e->down, v);
+    return coord_agg_version_params(e->agg, v) != NULL;
+}
+
+/* The Task payload for d: from the broadcast model with a lossy downlink,
+ * else the server model (full, or XOR against a kept version). */
+static enum fl_err task_payload(struct coord_engine *e,
+                                const struct coord_device *d,
+                                enum cmp_codec codec,
+                                struct coord_down_payload *out)
+{
+    const struct coord_payload *p = NULL;
+    const struct coord_down_payload *dp = NULL;
+    enum fl_err rc;
+    if (e->down != NULL) {
+        sync_broadcast(e);
+        rc = coord_down_task_payload(e->down, d->model_version, codec,
+                                     e->cfg->level, &dp);
+        if (rc == FL_ERR_BAD_STATE) {
+            fl_log(FL_LOG_ERR, "the sparse downlink delta does not decode "
+                   "to the broadcast change: worker '%s' gets the full "
+                   "model", d->id);
+            rc = coord_down_task_payload(e->down, 0, codec, e->cfg->level,
+                                         &dp);
+        }
+        if (rc == FL_OK)
+            *out = *dp;
+        return rc;
+    }
+    FL_FORWARD_ERR(coord_model_task_payload(e->agg, d->model_version, codec,
+                                            e->cfg->level, &p));
+    out->kind = p->has_base ? COORD_DOWN_XOR : COORD_DOWN_FULL;
+    out->version = p->version;
+    out->base_version = p->base_version;
+    out->meta = p->meta;
+    out->data = p->data;
+    out->len = p->len;
+    return FL_OK;
+}
+
+static void tensor_from_meta(struct pb_tensor *t, const struct cmp_meta *m,
+                             const uint8_t *data, size_t len)
+{
+    t->dimension = m->dimension;
+    t->k = m->k;
+    t->index_coding = (uint32_t)m->index_coding;
+    t->value_coding = (uint32_t)m->value_coding;
+    t->codec = (uint32_t)m->codec;
+    t->raw_size = m->raw_size;
+    t->checksum = m->checksum;
+    t->payload = data;
+    t->payload_len = len;
+}
+
+static void fill_task_model(struct pb_task *t,
+                            const struct coord_down_payload *p)
+{
+    t->model_version = p->version;
+    if (p->kind != COORD_DOWN_SPARSE) {
+        tensor_from_meta(&t->model, &p->meta, p->data, p->len);
+        t->model.has_base_version = p->kind == COORD_DOWN_XOR;
+        t->model.base_version = p->base_version;
+        return;
+    }
+    /* Task.model is required: an empty placeholder that a worker which
+     * does not know model_delta fails to decode, so that it asks for the
+     * full model instead of training from a wrong one. */
+    t->model.dimension = p->meta.dimension;
+    t->model.k = p->meta.dimension;
+    t->model.index_coding = (uint32_t)CMP_INDEX_ALL;
+    t->model.value_coding = (uint32_t)CMP_VALUE_FP32;
+    t->model.codec = (uint32_t)CMP_CODEC_NONE;
+    t->has_model_delta = true;
+    tensor_from_meta(&t->model_delta, &p->meta, p->data, p->len);
+    t->model_delta_base = p->base_version;
+}
+
+/* The model the devices hold at the end: the (broadcast) version of the
+ * last Task sent, not the result of the last commit, which no device has
+ * been sent. Its round field is version - 1, as the worker's --save-model
+ * writes it, so that the two files compare equal byte for byte. */
+static void save_broadcast(struct coord_engine *e, const char *path)
+{
+    sync_broadcast(e);
+    const uint64_t v = e->sent_version != 0 ? e->sent_version
+                                            : coord_agg_version(e->agg);
+    const float *w = e->down != NULL ? coord_down_version_params(e->down, v)
+                                     : coord_agg_version_params(e->agg, v);
+    if (w == NULL) {
+        fl_log(FL_LOG_ERR, "cannot save the broadcast model to '%s': "
+               "version %llu is no longer kept (--keep-versions)", path,
+               (unsigned long long)v);
+        return;
+    }
+    const enum fl_err rc = mdl_file_save(path, e->layout, w, v - 1);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot save the broadcast model to '%s': %s",
+               path, fl_strerror(rc));
+    else
+        fl_log(FL_LOG_INFO, "broadcast model version %llu saved to '%s'",
+               (unsigned long long)v, path);
+}
+
 static void send_task(struct coord_engine *e, struct coord_device *d,
                       uint64_t now_ns)
 {
     struct pb_envelope env;
-    const struct coord_payload *p = NULL;
+    struct coord_down_payload pl;
+    const struct coord_down_payload *p = &pl;
     const enum cmp_codec codec = device_codec(e, d);
-    enum fl_err rc = coord_model_task_payload(e->agg, d->model_version,
-                                              codec, e->cfg->level, &p);
+    enum fl_err rc = task_payload(e, d, codec, &pl);
     if (rc != FL_OK) {
         fl_log(FL_LOG_ERR, "cannot encode the model for worker '%s': %s",
                d->id, fl_strerror(rc));
@@ -375,18 +640,7 @@ static void send_task(struct coord_engine *e, struct coord_device *d,
     struct pb_task *t = &env.task;
     t->round = e->round;
     t->epoch = e->epoch;
-    t->model_version = p->version;
-    t->model.dimension = p->meta.dimension;
-    t->model.k = p->meta.k;
-    t->model.index_coding = (uint32_t)p->meta.index_coding;
-    t->model.value_coding = (uint32_t)p->meta.value_coding;
-    t->model.codec = (uint32_t)p->meta.codec;
-    t->model.raw_size = p->meta.raw_size;
-    t->model.checksum = p->meta.checksum;
-    t->model.payload = p->data;
-    t->model.payload_len = p->len;
-    t->model.has_base_version = p->has_base;
-    t->model.base_version = p->base_version;
+    fill_task_model(t, p);
     fill_task_cfg(e, codec, t);
     t->last_update = d->last_status != 0 ? d->last_status : PB_UPDATE_NONE;
     t->last_update_round = d->last_round;
@@ -397,10 +651,14 @@ static void send_task(struct coord_engine *e, struct coord_device *d,
     }
     fl_log(FL_LOG_DEBUG, "task for round %llu sent to worker '%s' (%s, %zu "
            "bytes)", (unsigned long long)e->round, d->id,
-           p->has_base ? "delta" : "full model", p->len);
+           p->kind == COORD_DOWN_SPARSE ? "sparse delta"
+           : p->kind == COORD_DOWN_XOR  ? "delta"
+                                        : "full model", p->len);
     d->model_version = p->version;
+    e->sent_version = FL_MAX(e->sent_version, p->version);
     d->task_sent_ns = now_ns;
     e->row.down_dense_bytes += (uint64_t)e->dim * 4;
+    coord_metrics_add_down(e->metrics, 0, (uint64_t)e->dim * 4);
 }
 
 /* ---- rounds */
@@ -425,8 +683,29 @@ static enum fl_err grow_ptrs(struct coord_device ***arr, size_t *cap,
     return FL_OK;
 }
 
-/* Draw the cohort: connected devices sorted by id (so the draw does not
- * depend on arrival order), then a partial Fisher-Yates shuffle. */
+/* Whether d is in the penalty box for the open (or next) round. */
+static bool ignored(struct coord_engine *e, const struct coord_device *d)
+{
+    return coord_guard_ignored(e->guard, d->index, e->round);
+}
+
+/* Connected devices that may be drawn (not in the penalty box). */
+static size_t eligible(struct coord_engine *e)
+{
+    const size_t n = coord_devtab_count(e->devs);
+    size_t c = 0;
+    if (coord_guard_boxed(e->guard) == 0)
+        return coord_devtab_connected(e->devs);
+    for (size_t i = 0; i < n; i++) {
+        const struct coord_device *d = coord_devtab_at(e->devs, i);
+        c += d->rid_len > 0 && !ignored(e, d);
+    }
+    return c;
+}
+
+/* Draw the cohort: connected devices that are not ignored, sorted by id
+ * (so the draw does not depend on arrival order), then a partial
+ * Fisher-Yates shuffle. */
 static enum fl_err draw_cohort(struct coord_engine *e, uint32_t *joined)
 {
     const size_t n = coord_devtab_count(e->devs);
@@ -434,7 +713,7 @@ static enum fl_err draw_cohort(struct coord_engine *e, uint32_t *joined)
     FL_FORWARD_ERR(grow_ptrs(&e->scratch, &e->scratch_cap, n + 1));
     for (size_t i = 0; i < n; i++) {
         struct coord_device *d = coord_devtab_at(e->devs, i);
-        if (d->rid_len > 0)
+        if (d->rid_len > 0 && !ignored(e, d))
             e->scratch[ncand++] = d;
     }
     *joined = (uint32_t)ncand;
@@ -518,6 +797,7 @@ static void open_round(struct coord_engine *e, uint64_t now_ns)
     e->row.joined = joined;
     e->row.selected = e->ncohort;
     e->row.density = e->density;
+    e->row.norm_bound = coord_guard_norm_bound(e->guard);
     e->row.values = e->cfg->values;
     e->row.codec = e->cfg->codec;
     e->row.level = e->cfg->codec == CMP_CODEC_ZSTD ? e->cfg->level : 0;
@@ -623,6 +903,9 @@ static void finish_row(struct coord_engine *e, bool committed, double acc,
     e->sum.other_rx_bytes += row->other_rx_bytes;
     e->sum.down_wire_bytes += row->down_wire_bytes;
     e->sum.down_dense_bytes += row->down_dense_bytes;
+    e->sum.refused_handshakes += row->refused_handshakes;
+    e->sum.rate_limited += row->rate_limited;
+    coord_metrics_on_round(e->metrics, row);
     e->last = *row;
     memset(row, 0, sizeof(*row));
     for (uint32_t i = 0; i < e->ncohort; i++)
@@ -671,6 +954,7 @@ static void set_fate(struct coord_device *d, uint32_t status, uint64_t round)
 static void abandon(struct coord_engine *e, uint64_t now_ns)
 {
     coord_agg_discard(e->agg);
+    coord_guard_discard(e->guard);
     for (uint32_t i = 0; i < e->ncohort; i++) {
         if (e->cohort[i]->rstate == COORD_RS_REPORTED)
             set_fate(e->cohort[i], PB_UPDATE_NOT_USED, e->round);
@@ -682,6 +966,7 @@ static void commit(struct coord_engine *e, uint64_t now_ns)
 {
     double acc, loss;
     char path[4096];
+    advance_broadcast(e);
     for (uint32_t i = 0; i < e->ncohort; i++) {
         struct coord_device *d = e->cohort[i];
         if (d->rstate == COORD_RS_REPORTED) {
@@ -700,6 +985,9 @@ static void commit(struct coord_engine *e, uint64_t now_ns)
     finish_row(e, true, acc, loss, now_ns);
 }
 
+static void checkpoint(struct coord_engine *e, uint64_t round,
+                       uint32_t attempt);
+
 static void close_round(struct coord_engine *e, uint64_t now_ns)
 {
     uint32_t reported = 0;
@@ -709,16 +997,24 @@ static void close_round(struct coord_engine *e, uint64_t now_ns)
     const uint32_t needed = need < 1 ? 1 : (uint32_t)need;
     if (reported >= needed) {
         const uint64_t t0 = fl_now_ns();
-        const enum fl_err rc = coord_agg_commit(e->agg);
+        /* the held (heaviest) updates go in with their capped weights */
+        enum fl_err rc = coord_guard_finish(e->guard, e->agg,
+                                            &e->row.weight_capped);
+        if (rc == FL_OK)
+            rc = coord_agg_commit(e->agg);
         e->agg_ns += fl_now_ns() - t0;
         if (rc == FL_OK) {
+            coord_guard_committed(e->guard);
             commit(e, now_ns);
             if (e->round >= e->cfg->rounds) {
+                checkpoint(e, e->round + 1, 1);
                 enter_end(e, COORD_DONE, now_ns);
                 return;
             }
             e->round++;
             e->attempt = 1;
+            e->first_attempt = 1;
+            checkpoint(e, e->round, e->attempt);
             enter_waiting(e, now_ns);
             return;
         }
@@ -734,13 +1030,17 @@ static void close_round(struct coord_engine *e, uint64_t now_ns)
                e->ncohort, needed);
     }
     abandon(e, now_ns);
-    if (e->attempt >= e->cfg->max_attempts) {
+    /* after a resume the attempts count from the resumed one */
+    if (e->attempt - e->first_attempt + 1 >= e->cfg->max_attempts) {
         fl_log(FL_LOG_ERR, "round %llu failed %u attempts: giving up",
-               (unsigned long long)e->round, e->attempt);
+               (unsigned long long)e->round,
+               e->attempt - e->first_attempt + 1);
+        checkpoint(e, e->round, e->attempt + 1);
         enter_end(e, COORD_TOO_MANY_ATTEMPTS, now_ns);
         return;
     }
     e->attempt++;
+    checkpoint(e, e->round, e->attempt);
     enter_waiting(e, now_ns);
 }
 
@@ -760,6 +1060,9 @@ static void enter_end(struct coord_engine *e, enum coord_status status,
     if (e->cfg->save_model != NULL && status != COORD_NO_DEVICES &&
         status != COORD_FAILED)
         save_model(e, e->cfg->save_model);
+    if (e->cfg->save_broadcast_model != NULL && status != COORD_NO_DEVICES &&
+        status != COORD_FAILED)
+        save_broadcast(e, e->cfg->save_broadcast_model);
     if (coord_report_sync(e->report) != FL_OK)
         fl_log(FL_LOG_ERR, "cannot flush the report files");
     fl_log(FL_LOG_INFO, "training ended: %s", coord_status_name(status));
@@ -770,6 +1073,16 @@ void coord_engine_start(struct coord_engine *e, uint64_t now_ns)
     double acc, loss;
     e->start_ns = now_ns;
     e->start_cpu_ns = fl_cpu_ns();
+    if (e->resumed && e->round > e->cfg->rounds) {
+        fl_log(FL_LOG_NOTICE, "the checkpoint is past round %u: training "
+               "is already complete", e->cfg->rounds);
+        enter_end(e, COORD_DONE, now_ns);
+        return;
+    }
+    if (e->resumed) {
+        enter_waiting(e, now_ns);
+        return;
+    }
     evaluate(e, &acc, &loss);
     e->sum.initial_acc = acc;
     if (isfinite(acc)) {
@@ -785,7 +1098,7 @@ enum coord_status coord_engine_tick(struct coord_engine *e, uint64_t now_ns)
     /* A few transitions can chain (close -> wait -> open); bound them. */
     for (int guard = 0; guard < 8; guard++) {
         if (e->state == ST_WAITING) {
-            const size_t joined = coord_devtab_connected(e->devs);
+            const size_t joined = eligible(e);
             if (joined >= e->cfg->min_devices) {
                 open_round(e, now_ns);
                 continue;
@@ -812,13 +1125,17 @@ enum coord_status coord_engine_tick(struct coord_engine *e, uint64_t now_ns)
 
 void coord_engine_stop(struct coord_engine *e, uint64_t now_ns)
 {
+    uint32_t next = e->attempt;
     if (e->state == ST_END)
         return;
     if (e->state == ST_OPEN) {
         fl_log(FL_LOG_NOTICE, "stopping: round %llu attempt %u abandoned",
                (unsigned long long)e->round, e->attempt);
         abandon(e, now_ns);
+        next = e->attempt + 1;
     }
+    /* also while waiting: late rows written since the last one count */
+    checkpoint(e, e->round, next);
     enter_end(e, COORD_STOPPED, now_ns);
 }
 
@@ -839,6 +1156,8 @@ void coord_engine_summary(const struct coord_engine *e, uint64_t now_ns,
     s->down_wire_bytes += e->row.down_wire_bytes;
     s->down_dense_bytes += e->row.down_dense_bytes;
     s->updates_late += e->row.late;
+    s->refused_handshakes += e->row.refused_handshakes;
+    s->rate_limited += e->row.rate_limited;
     s->send_failures = e->send_failures;
     s->wall_s = (double)(now_ns - e->start_ns) / NS_PER_S;
     s->cpu_s = (double)(fl_cpu_ns() - e->start_cpu_ns) / NS_PER_S;
@@ -846,6 +1165,40 @@ void coord_engine_summary(const struct coord_engine *e, uint64_t now_ns,
 }
 
 /* ---- receiving */
+
+/* The id a Hello binds. With CURVE it is the key's name (the User-Id of
+ * the connection), whatever the Hello says, so that a device can never
+ * take another's name or evict it; a Hello naming another id is logged.
+ * In plaintext it is the Hello's device_id. docs/security.md. */
+static const char *hello_identity(const struct coord_engine *e,
+                                  const struct pb_hello *h)
+{
+    char said[96];
+    if (e->auth_id == NULL)
+        return h->device_id;
+    if (h->device_id == NULL || strcmp(h->device_id, e->auth_id) != 0)
+        fl_log(FL_LOG_NOTICE, "hello from the key of device '%s' says it is "
+               "'%s': it is '%s'", e->auth_id,
+               coord_escape(h->device_id, said, sizeof(said)), e->auth_id);
+    return e->auth_id;
+}
+
+/* --max-devices-connected: a device that is not connected yet may join
+ * only below the cap (a reconnect of a connected one replaces its old
+ * connection and is always let in). Rejects with 51 when full. */
+static bool admit(struct coord_engine *e, const char *id, const uint8_t *rid,
+                  size_t rid_len)
+{
+    const struct coord_device *d = coord_devtab_by_id(e->devs, id);
+    const size_t connected = coord_devtab_connected(e->devs);
+    if ((d != NULL && d->rid_len > 0) ||
+        connected < e->cfg->max_devices_connected)
+        return true;
+    fl_log(FL_LOG_NOTICE, "rejected hello from worker '%s': %zu devices "
+           "connected, the --max-devices-connected limit", id, connected);
+    send_reject(e, NULL, rid, rid_len, FL_ERR_FULL, false, 0);
+    return false;
+}
 
 static void handle_hello(struct coord_engine *e, const uint8_t *rid,
                          size_t rid_len, const struct pb_hello *h,
@@ -855,35 +1208,42 @@ static void handle_hello(struct coord_engine *e, const uint8_t *rid,
     struct coord_device *holder = coord_devtab_by_rid(e->devs, rid, rid_len);
     bool created = false;
     enum fl_err rc = FL_OK;
-    if (!coord_device_id_valid(h->device_id)) {
-        fl_log(FL_LOG_NOTICE, "rejected hello: device id '%.64s' is not 1-64 "
-               "characters of [A-Za-z0-9._:-]", h->device_id);
+    const char *id = hello_identity(e, h);
+    if (!coord_device_id_valid(id)) {
+        char esc[96];
+        fl_log(FL_LOG_NOTICE, "rejected hello: device id '%s' is not 1-64 "
+               "characters of [A-Za-z0-9._:-]",
+               coord_escape(id, esc, sizeof(esc)));
         send_reject(e, NULL, rid, rid_len, FL_ERR_INVALID_ARG, false, 0);
         return;
     }
     if (h->n_samples == 0 || h->n_samples > e->cfg->max_samples) {
         fl_log(FL_LOG_NOTICE, "rejected hello from worker '%s': %llu samples "
-               "is not in [1, %llu]", h->device_id,
+               "is not in [1, %llu]", id,
                (unsigned long long)h->n_samples,
                (unsigned long long)e->cfg->max_samples);
         send_reject(e, NULL, rid, rid_len, FL_ERR_SAMPLES, false, 0);
         return;
     }
-    if (holder != NULL && strcmp(holder->id, h->device_id) != 0)
+    if (!admit(e, id, rid, rid_len))
+        return;
+    if (holder != NULL && strcmp(holder->id, id) != 0)
         mark_gone(e, holder);   /* its connection now speaks for another */
-    rc = coord_devtab_bind(e->devs, h->device_id, rid, rid_len, &d, &created);
+    rc = coord_devtab_bind(e->devs, id, rid, rid_len, &d, &created);
     if (rc != FL_OK) {
         fl_log(FL_LOG_NOTICE, "rejected hello from worker '%s': %s",
-               h->device_id, fl_strerror(rc));
+               id, fl_strerror(rc));
         send_reject(e, NULL, rid, rid_len, rc, false, 0);
         return;
     }
     d->n_samples = h->n_samples;
     d->codecs_mask = h->codecs_mask;
     d->last_seen_ns = now_ns;
+    /* A version from before a resume may not be the model this run has
+     * under that number: such a device gets the full model. */
     d->model_version =
-        h->has_model_version &&
-                coord_agg_version_params(e->agg, h->model_version) != NULL
+        h->has_model_version && h->model_version > e->trusted_version &&
+                version_known(e, h->model_version)
             ? h->model_version
             : 0;
     fl_log(FL_LOG_INFO, "worker '%s' %s (%llu samples, %zu connected)",
@@ -909,9 +1269,10 @@ static void reject_update(struct coord_engine *e, struct coord_device *d,
                           enum fl_err code)
 {
     fl_log(FL_LOG_NOTICE, "rejected update from worker '%s' for round %llu: "
-           "%s", d != NULL ? d->id : "?", (unsigned long long)round,
-           fl_strerror(code));
-    send_reject(e, d, rid, rid_len, code, true, round);
+           "%s%s%s", d != NULL ? d->id : "?", (unsigned long long)round,
+           fl_strerror(code), e->why[0] != '\0' ? ": " : "", e->why);
+    send_reject_why(e, d, rid, rid_len, code, true, round, e->why);
+    e->why[0] = '\0';
 }
 
 /* A late update: counted, a "late" device row, and the device's fate for
@@ -935,26 +1296,47 @@ static void record_late(struct coord_engine *e, struct coord_device *d,
 }
 
 /* Checks before decoding: the update's round, sender and sample count. */
-static enum fl_err check_update(const struct coord_engine *e,
+static enum fl_err check_update(struct coord_engine *e,
                                 const struct coord_device *d,
                                 const struct pb_update *u)
 {
-    if (e->state != ST_OPEN || u->round != e->round)
-        return u->round <= e->round && u->round > 0 ? FL_ERR_LATE
-                                                    : FL_ERR_STALE_ROUND;
+    if (e->state != ST_OPEN || u->round != e->round) {
+        /* Late: a round that has closed and that the device has not
+         * answered yet. A future round or a replay is stale. */
+        if (u->round > d->answered_round && u->round <= e->round)
+            return FL_ERR_LATE;
+        return FL_ERR_STALE_ROUND;
+    }
     if (d->rstate == COORD_RS_IDLE)
         return FL_ERR_NOT_IN_COHORT;
     if (d->rstate == COORD_RS_REPORTED || d->rstate == COORD_RS_REJECTED)
         return FL_ERR_DUPLICATE;
-    if (u->n_samples == 0 || u->n_samples > e->cfg->max_samples)
+    if (u->n_samples == 0 || u->n_samples > e->cfg->max_samples) {
+        snprintf(e->why, sizeof(e->why), "%llu is not in [1, %llu]",
+                 (unsigned long long)u->n_samples,
+                 (unsigned long long)e->cfg->max_samples);
         return FL_ERR_SAMPLES;
+    }
     return FL_OK;
 }
 
-/* Raw stream bound for k = dim: 5-byte varints or the bitmap, fp32. */
-static uint64_t raw_bound(uint64_t dim)
+/* The largest raw stream an update of up to max_k entries can declare,
+ * over every index and value coding (each bound grows with k). */
+static uint64_t raw_bound(uint64_t dim, uint64_t max_k)
 {
-    return dim * 9 + dim / 8 + 1024;
+    static const enum cmp_index_coding ic[] = {
+        CMP_INDEX_DELTA_VARINT, CMP_INDEX_BITMAP, CMP_INDEX_RICE,
+        CMP_INDEX_ALL};
+    static const enum cmp_value_coding vc[] = {
+        CMP_VALUE_FP32, CMP_VALUE_FP16, CMP_VALUE_BF16, CMP_VALUE_INT8};
+    size_t max = 0;
+    for (size_t i = 0; i < FL_ARRAY_LEN(ic); i++) {
+        for (size_t j = 0; j < FL_ARRAY_LEN(vc); j++) {
+            const struct cmp_params p = {ic[i], vc[j], CMP_CODEC_NONE, 0};
+            max = FL_MAX(max, cmp_sparse_bound(dim, (size_t)max_k, &p));
+        }
+    }
+    return max > 0 ? max : dim * 9 + dim / 8 + 1024;
 }
 
 static enum fl_err decode_and_add(struct coord_engine *e,
@@ -976,17 +1358,31 @@ static enum fl_err decode_and_add(struct coord_engine *e,
     const struct cmp_limits lim = {
         .dimension = e->dim,
         .max_k = e->max_k,
-        .max_raw_size = raw_bound(e->dim),
+        .max_raw_size = raw_bound(e->dim, e->max_k),
     };
-    if (t->dimension != e->dim)
+    if (t->dimension != e->dim) {
+        snprintf(e->why, sizeof(e->why), "dimension %llu, the model has %zu",
+                 (unsigned long long)t->dimension, e->dim);
         return FL_ERR_DIMENSION;
-    if (t->k == 0 || t->k > e->max_k)
+    }
+    if (t->k == 0 || t->k > e->max_k) {
+        snprintf(e->why, sizeof(e->why), "k %llu is not in [1, %llu]",
+                 (unsigned long long)t->k, (unsigned long long)e->max_k);
         return FL_ERR_K_RANGE;
+    }
     FL_FORWARD_ERR(cmp_sparse_decode(e->dctx, &meta, t->payload,
                                      t->payload_len, &lim, &idx, &val, &k));
     if (k != t->k)
         return FL_ERR_K_RANGE;
-    return coord_agg_add(e->agg, idx, val, k, (double)u->n_samples);
+    /* the bound in force, then the share cap (coord_guard.h) */
+    const double norm = coord_update_norm(val, k);
+    if (coord_guard_check_norm(e->guard, norm) != FL_OK) {
+        snprintf(e->why, sizeof(e->why), "L2 norm %.6g is over the bound "
+                 "%.6g", norm, coord_guard_norm_bound(e->guard));
+        return FL_ERR_NORM;
+    }
+    return coord_guard_add(e->guard, e->agg, idx, val, k,
+                           (double)u->n_samples, norm);
 }
 
 static void handle_update(struct coord_engine *e, struct coord_device *d,
@@ -999,6 +1395,7 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
         e->row.other_rx_bytes += len;
         fl_log(FL_LOG_NOTICE, "rejected update for round %llu from an "
                "unknown device (no hello)", (unsigned long long)u->round);
+        coord_metrics_on_update(e->metrics, FL_ERR_UNKNOWN_DEVICE, len, 0);
         send_reject(e, NULL, rid, rid_len, FL_ERR_UNKNOWN_DEVICE, true,
                     u->round);
         return;
@@ -1009,6 +1406,9 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
         rc = decode_and_add(e, u);
         e->agg_ns += fl_now_ns() - t0;
     }
+    if (rc != FL_ERR_STALE_ROUND && u->round > d->answered_round)
+        d->answered_round = u->round;
+    coord_metrics_on_update(e->metrics, rc, len, (uint64_t)e->dim * 4);
     if (rc == FL_ERR_LATE) {
         e->row.other_rx_bytes += len;
         record_late(e, d, u, len);
@@ -1035,6 +1435,7 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
     }
     if (rc == FL_OK) {
         d->rstate = COORD_RS_REPORTED;
+        coord_guard_forgive(e->guard, d->index);
         d->total_up_bytes += len;
         e->row.up_wire_bytes += len;
         e->row.up_dense_bytes += (uint64_t)e->dim * 4;
@@ -1080,13 +1481,15 @@ static void dispatch(struct coord_engine *e, struct coord_device *d,
         e->row.other_rx_bytes += len;
         handle_bye(e, d);
         return;
-    case PB_BODY_REJECT:
+    case PB_BODY_REJECT: {
+        char esc[PB_MAX_STRING + 64];
         e->row.other_rx_bytes += len;
-        fl_log(FL_LOG_NOTICE, "worker '%s' rejected a message: %s (code %u)",
-               d != NULL ? d->id : "?",
-               env->reject.reason != NULL ? env->reject.reason : "",
+        fl_log(FL_LOG_NOTICE, "worker '%s' rejected a message: '%s' (code "
+               "%u)", d != NULL ? d->id : "?",
+               coord_escape(env->reject.reason, esc, sizeof(esc)),
                env->reject.code);
         return;
+    }
     case PB_BODY_NONE:
     case PB_BODY_WELCOME:
     case PB_BODY_TASK:
@@ -1107,8 +1510,9 @@ static void after_end(struct coord_engine *e, struct coord_device *d,
 {
     e->row.other_rx_bytes += len;
     if (env->body == PB_BODY_HELLO) {
-        if (coord_device_id_valid(env->hello.device_id))
-            d = coord_devtab_by_id(e->devs, env->hello.device_id);
+        const char *id = hello_identity(e, &env->hello);
+        if (coord_device_id_valid(id))
+            d = coord_devtab_by_id(e->devs, id);
         send_bye(e, d, rid, rid_len, coord_engine_end_reason(e));
         if (d != NULL)
             fl_log(FL_LOG_INFO, "worker '%s' came back after the end: bye",
@@ -1118,9 +1522,30 @@ static void after_end(struct coord_engine *e, struct coord_device *d,
     if (env->body != PB_BODY_UPDATE || d == NULL)
         return;
     record_late(e, d, &env->update, len);
+    coord_metrics_on_update(e->metrics, FL_ERR_LATE, len, 0);
     fl_log(FL_LOG_NOTICE, "late update from worker '%s' for round %llu after "
            "the end: bye", d->id, (unsigned long long)env->update.round);
     send_bye(e, d, rid, rid_len, coord_engine_end_reason(e));
+}
+
+void coord_engine_on_disconnect(struct coord_engine *e)
+{
+    e->row.disconnects++;
+}
+
+/* A message from a device in the penalty box: dropped unread and counted
+ * as FL_ERR_IGNORED; the first one of each round is answered. */
+static void drop_ignored(struct coord_engine *e, struct coord_device *d,
+                         const uint8_t *rid, size_t rid_len, size_t len)
+{
+    e->row.other_rx_bytes += len;
+    if (!coord_guard_first_drop(e->guard, d->index, e->round)) {
+        e->row.rejects[FL_ERR_IGNORED]++;
+        return;
+    }
+    fl_log(FL_LOG_NOTICE, "dropped a message of %zu bytes from worker '%s': "
+           "it is in its penalty period", len, d->id);
+    send_reject(e, d, rid, rid_len, FL_ERR_IGNORED, false, 0);
 }
 
 void coord_engine_on_message(struct coord_engine *e, const uint8_t *rid,
@@ -1134,10 +1559,21 @@ void coord_engine_on_message(struct coord_engine *e, const uint8_t *rid,
     uint32_t version = 0;
     char why[160];
     enum fl_err rc;
+    /* With CURVE a routing id is only trusted together with the key that
+     * bound it: a connection of another key (a peer may choose its
+     * routing id, e.g. one a device used before it disconnected) is not
+     * that device. */
+    if (d != NULL && e->auth_id != NULL && strcmp(d->id, e->auth_id) != 0)
+        d = NULL;
     if (d != NULL)
         d->last_seen_ns = now_ns;
+    if (d != NULL && e->state != ST_END && ignored(e, d)) {
+        drop_ignored(e, d, rid, rid_len, len + extra_bytes);
+        return;
+    }
     if (extra_frames > 0) {
         e->row.other_rx_bytes += len + extra_bytes;
+        e->row.multipart++;
         fl_log(FL_LOG_NOTICE, "dropped a message of %zu frames from worker "
                "'%s': one frame expected", extra_frames + 1,
                d != NULL ? d->id : "?");
@@ -1153,9 +1589,11 @@ void coord_engine_on_message(struct coord_engine *e, const uint8_t *rid,
         e->row.other_rx_bytes += len;
         if (rc == FL_ERR_NOMEM)
             rc = FL_ERR_TOO_LARGE;   /* over the parse budget */
+        char esc[sizeof(why) + 16];
         fl_log(FL_LOG_NOTICE, "rejected a message of %zu bytes from worker "
                "'%s': %s%s%s", len, d != NULL ? d->id : "?",
-               fl_strerror(rc), why[0] != '\0' ? ": " : "", why);
+               fl_strerror(rc), why[0] != '\0' ? ": " : "",
+               coord_escape(why, esc, sizeof(esc)));
         send_reject(e, d, rid, rid_len, rc, false, 0);
         return;
     }
@@ -1164,4 +1602,165 @@ void coord_engine_on_message(struct coord_engine *e, const uint8_t *rid,
     else
         dispatch(e, d, rid, rid_len, env, len, now_ns);
     pb_msg_destroy(&msg);
+}
+
+void coord_engine_on_message_auth(struct coord_engine *e,
+                                  const uint8_t *rid, size_t rid_len,
+                                  const char *user_id, const uint8_t *data,
+                                  size_t len, size_t extra_frames,
+                                  size_t extra_bytes, uint64_t now_ns)
+{
+    e->auth_id = user_id != NULL && user_id[0] != '\0' ? user_id : NULL;
+    coord_engine_on_message(e, rid, rid_len, data, len, extra_frames,
+                            extra_bytes, now_ns);
+    e->auth_id = NULL;
+}
+
+size_t coord_engine_revoke(struct coord_engine *e,
+                           bool (*allowed)(void *ctx, const char *id),
+                           void *ctx)
+{
+    const size_t n = coord_devtab_count(e->devs);
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct coord_device *d = coord_devtab_at(e->devs, i);
+        if (d->rid_len == 0 || allowed(ctx, d->id))
+            continue;
+        fl_log(FL_LOG_NOTICE, "worker '%s' dropped: its key was revoked",
+               d->id);
+        send_bye(e, d, NULL, 0, "key revoked");
+        mark_gone(e, d);
+        coord_devtab_unbind(e->devs, d);
+        dropped++;
+    }
+    return dropped;
+}
+
+void coord_engine_count_admission(struct coord_engine *e,
+                                  uint64_t refused_handshakes,
+                                  uint64_t rate_limited)
+{
+    e->row.refused_handshakes += refused_handshakes;
+    e->row.rate_limited += rate_limited;
+}
+
+/* ---- checkpoints */
+
+static enum fl_err export_devices(struct coord_engine *e, size_t n)
+{
+    if (n > e->ckdevs_cap) {
+        struct coord_ckpt_device *p =
+            fl_realloc(e->ckdevs, n * sizeof(*p));
+        if (p == NULL)
+            return FL_ERR_NOMEM;
+        e->ckdevs = p;
+        e->ckdevs_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct coord_device *d = coord_devtab_at(e->devs, i);
+        struct coord_ckpt_device *c = &e->ckdevs[i];
+        memset(c, 0, sizeof(*c));
+        memcpy(c->id, d->id, sizeof(c->id));
+        c->last_status = d->last_status;
+        c->last_round = d->last_round;
+        c->n_used = d->n_used;
+        c->n_rejected = d->n_rejected;
+        c->n_late = d->n_late;
+        c->total_up_bytes = d->total_up_bytes;
+        c->total_down_bytes = d->total_down_bytes;
+    }
+    return FL_OK;
+}
+
+/* Hand the state to io.checkpoint, with (round, attempt) as the attempt to
+ * run next. */
+static void checkpoint(struct coord_engine *e, uint64_t round,
+                       uint32_t attempt)
+{
+    struct coord_ckpt ck;
+    const size_t n = coord_devtab_count(e->devs);
+    if (e->io.checkpoint == NULL)
+        return;
+    enum fl_err rc = export_devices(e, n);
+    if (rc == FL_OK) {
+        memset(&ck, 0, sizeof(ck));
+        ck.dim = e->dim;
+        ck.layout_crc = coord_ckpt_layout_crc(e->layout);
+        ck.seed = e->cfg->seed;
+        ck.epoch = e->epoch;
+        ck.next_round = round;
+        ck.next_attempt = attempt;
+        ck.model_version = coord_agg_version(e->agg);
+        ck.rng = e->rng;
+        ck.sum = e->sum;
+        ck.sum.send_failures = e->send_failures;
+        ck.ndevices = (uint32_t)n;
+        ck.devices = e->ckdevs;
+        ck.params = coord_agg_params(e->agg);
+        ck.momentum = coord_agg_momentum(e->agg);
+        rc = e->io.checkpoint(e->io.ctx, &ck);
+    }
+    if (rc != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot checkpoint before round %llu attempt %u: "
+               "%s", (unsigned long long)round, attempt, fl_strerror(rc));
+}
+
+/* Devices of the checkpoint come back unbound, with their fates: bound to
+ * a routing id no peer uses (nobody is connected yet), then unbound. */
+static enum fl_err resume_devices(struct coord_engine *e,
+                                  const struct coord_ckpt *ck)
+{
+    static const uint8_t tmp_rid[] = {0xff, 'c', 'k', 'p', 't'};
+    for (uint32_t i = 0; i < ck->ndevices; i++) {
+        const struct coord_ckpt_device *c = &ck->devices[i];
+        struct coord_device *d = NULL;
+        bool created = false;
+        FL_FORWARD_ERR(coord_devtab_bind(e->devs, c->id, tmp_rid,
+                                         sizeof(tmp_rid), &d, &created));
+        coord_devtab_unbind(e->devs, d);
+        d->last_status = c->last_status;
+        d->last_round = c->last_round;
+        d->n_used = c->n_used;
+        d->n_rejected = c->n_rejected;
+        d->n_late = c->n_late;
+        d->total_up_bytes = c->total_up_bytes;
+        d->total_down_bytes = c->total_down_bytes;
+    }
+    return FL_OK;
+}
+
+enum fl_err coord_engine_resume(struct coord_engine *e,
+                                const struct coord_ckpt *ck, char *err,
+                                size_t errlen)
+{
+    enum fl_err rc = coord_ckpt_check(ck, e->cfg, e->layout, err, errlen);
+    if (rc != FL_OK)
+        return rc;
+    if (e->resumed || e->start_ns != 0 || coord_devtab_count(e->devs) > 0) {
+        snprintf(err, errlen, "the coordinator has already started");
+        return FL_ERR_INVALID_ARG;
+    }
+    rc = coord_agg_resume(e->agg, ck->model_version, ck->params,
+                          ck->momentum);
+    if (rc == FL_OK)
+        rc = resume_devices(e, ck);
+    if (rc != FL_OK) {
+        snprintf(err, errlen, "cannot restore the checkpoint: %s",
+                 fl_strerror(rc));
+        return FL_ERR_INVALID_ARG;
+    }
+    e->round = ck->next_round;
+    e->attempt = ck->next_attempt;
+    e->first_attempt = ck->next_attempt;
+    e->rng = ck->rng;
+    e->sum = ck->sum;
+    e->sum.rounds_total = e->cfg->rounds;
+    e->sum.outcome = NULL;
+    e->sum.wall_s = 0;
+    e->sum.cpu_s = 0;
+    e->send_failures = ck->sum.send_failures;
+    e->sum.send_failures = 0;
+    e->trusted_version = ck->model_version;
+    e->resumed = true;
+    return FL_OK;
 }

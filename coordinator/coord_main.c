@@ -27,10 +27,24 @@ int main(int argc, char **argv)
     if (action != COORD_ACTION_RUN) {
         if (action == COORD_ACTION_HELP)
             coord_config_usage(stdout);
-        else
+        else if (action == COORD_ACTION_CHECK_CONFIG) {
+            /* everything a start would refuse, the security policy too */
+            if (coord_config_check_security(&cfg, err, sizeof(err)) !=
+                FL_OK) {
+                fprintf(stderr, "%s: %s\n", COORD_PROGRAM, err);
+                coord_config_release(&cfg);
+                return 2;
+            }
+            coord_config_print(&cfg, stdout);
+        } else
             printf("%s %s\n", COORD_PROGRAM, COORD_VERSION);
         coord_config_release(&cfg);
         return 0;
+    }
+    if (coord_config_check_security(&cfg, err, sizeof(err)) != FL_OK) {
+        fprintf(stderr, "%s: %s\n", COORD_PROGRAM, err);
+        coord_config_release(&cfg);
+        return 2;
     }
     fl_log_init("coordinator", NULL);
     fl_log_set_level(cfg.log_level);

@@ -264,7 +264,17 @@ static void write_round_json(FILE *f, const struct coord_round_row *row,
                 fl_err_name((enum fl_err)e), row->rejects[e]);
         first = false;
     }
-    fputs("}}\n", f);
+    fprintf(f, "},\"disconnects\":%u,\"multipart\":%u,"
+            "\"weight_capped\":%u", row->disconnects, row->multipart,
+            row->weight_capped);
+    json_num(f, "norm_bound", 'g', 6,
+             row->norm_bound > 0 && isfinite(row->norm_bound)
+                 ? row->norm_bound
+                 : NAN);
+    fprintf(f, ",\"refused_handshakes\":%llu,\"rate_limited\":%llu",
+            (unsigned long long)row->refused_handshakes,
+            (unsigned long long)row->rate_limited);
+    fputs("}\n", f);
 }
 
 enum fl_err coord_report_round(struct coord_report *r,
@@ -420,6 +430,13 @@ static void summary_write(FILE *f, const struct coord_summary *s)
     if (s->send_failures > 0)
         fprintf(f, "  %-22s %12llu  (peer gone or not reading)\n",
                 "failed sends", (unsigned long long)s->send_failures);
+    if (s->refused_handshakes > 0)
+        fprintf(f, "  %-22s %12llu  (keys not authorized)\n",
+                "refused handshakes",
+                (unsigned long long)s->refused_handshakes);
+    if (s->rate_limited > 0)
+        fprintf(f, "  %-22s %12llu  (over --max-msg-rate)\n",
+                "rate-limited messages", (unsigned long long)s->rate_limited);
     if (isfinite(s->initial_acc))
         fprintf(f, "  %-22s %12.4f\n", "initial accuracy", s->initial_acc);
     if (isfinite(s->final_acc))

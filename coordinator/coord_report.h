@@ -55,7 +55,19 @@ struct coord_round_row {
     double agg_s;                /* decode + aggregate + commit */
     double test_acc;             /* NAN when not evaluated */
     double test_loss;            /* NAN when not evaluated */
-    uint32_t rejects[FL_ERR__MAX]; /* Rejects sent, by enum fl_err value */
+    uint32_t rejects[FL_ERR__MAX]; /* Rejects sent, by enum fl_err value;
+                                    * FL_ERR_IGNORED counts every message
+                                    * of a penalised device dropped */
+    /* hostile input (rounds.jsonl only; coord_guard.h) */
+    uint32_t disconnects;        /* TCP peers gone or failed handshakes:
+                                  * a frame over --max-message is one cause */
+    uint32_t multipart;          /* messages of several frames dropped */
+    uint32_t weight_capped;      /* updates whose weight the share cap cut */
+    double norm_bound;           /* update norm bound in force; <= 0 or
+                                  * NAN: none */
+    /* admission (rounds.jsonl only; docs/security.md) */
+    uint64_t refused_handshakes; /* CURVE handshakes the ZAP handler refused */
+    uint64_t rate_limited;       /* messages dropped by --max-msg-rate */
 };
 
 enum coord_dev_status {
@@ -97,6 +109,8 @@ struct coord_summary {
     uint64_t updates_rejected;
     uint64_t updates_late;
     uint64_t send_failures;      /* sends refused (peer gone or not reading) */
+    uint64_t refused_handshakes; /* CURVE handshakes refused (ZAP 400) */
+    uint64_t rate_limited;       /* messages dropped by the rate limit */
     double initial_acc;          /* NAN when unknown */
     double final_acc;            /* NAN when no round committed */
     double final_loss;

@@ -11,9 +11,14 @@
 #include <zmq.h>
 
 #include "common/fl_alloc.h"
+#include "common/fl_keys.h"
 #include "common/fl_log.h"
 #include "common/fl_util.h"
+#include "coordinator/coord_metrics.h"
+#include "coordinator/coord_ckpt.h"
+#include "coordinator/coord_ratelim.h"
 #include "coordinator/coord_report.h"
+#include "coordinator/coord_zap.h"
 #include "model/mdl_data.h"
 #include "model/mdl_trainer.h"
 
@@ -26,11 +31,18 @@
 
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t signal_count;
+static volatile sig_atomic_t reload_signal;
 
 static void on_signal(int sig)
 {
     stop_signal = sig;
     signal_count++;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_signal = 1;
 }
 
 struct server {
@@ -44,6 +56,16 @@ struct server {
     float *init;
     struct coord_report *report;
     struct coord_engine *engine;
+    struct coord_ckpt ck;          /* loaded from --state-dir */
+    bool resume;                   /* ck holds a checkpoint to resume */
+    struct coord_metrics *metrics; /* NULL without --metrics-bind */
+    /* security and admission (docs/security.md) */
+    struct coord_zap *zap;         /* ZAP handler; NULL in plaintext */
+    struct coord_ratelim *rl;      /* NULL without --max-msg-rate */
+    uint64_t zap_refused_seen;     /* ZAP refusals already counted */
+    uint64_t rate_limited;         /* not yet handed to the engine */
+    uint64_t revoked_dropped;      /* messages of revoked keys dropped */
+    bool revoked_logged;           /* since the last reload */
     char endpoint[512];
 };
 
@@ -74,6 +96,9 @@ static enum fl_err install_signals(void)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGINT, &sa, NULL) != 0 ||
         sigaction(SIGTERM, &sa, NULL) != 0)
+        return FL_ERR_IO;
+    sa.sa_handler = on_hup;    /* reload the authorized keys */
+    if (sigaction(SIGHUP, &sa, NULL) != 0)
         return FL_ERR_IO;
     signal(SIGPIPE, SIG_IGN);
     return FL_OK;
@@ -192,11 +217,161 @@ static void read_monitor(struct server *s)
             s->peers++;
         else if (ev == ZMQ_EVENT_DISCONNECTED && s->peers > 0)
             s->peers--;
+        /* also how a frame over ZMQ_MAXMSGSIZE shows: the peer is gone */
+        if (ev == ZMQ_EVENT_DISCONNECTED && s->engine != NULL)
+            coord_engine_on_disconnect(s->engine);
         fl_log(FL_LOG_DEBUG, "%s: %d peers connected",
                ev == ZMQ_EVENT_ACCEPTED ? "peer connected"
                                         : "peer disconnected",
                s->peers);
     }
+}
+
+/* ---- security and admission (docs/security.md) */
+
+/* CURVE on the ROUTER: the ZAP handler first (it must be bound before the
+ * ROUTER binds, or libzmq lets every key in), then the server key. */
+static enum fl_err setup_curve(struct server *s)
+{
+    const struct coord_config *cfg = s->cfg;
+    struct fl_keypair kp;
+    char buf[4096], err[512], fpr[FL_KEY_FPR_LEN + 1];
+    const int one = 1;
+    if (cfg->curve_secret == NULL || cfg->authorized_keys == NULL) {
+        fl_log(FL_LOG_WARN, "insecure: plaintext, no encryption and no "
+               "authentication; any peer can join under any device id");
+        return FL_OK;
+    }
+    const char *path = fl_keys_resolve(cfg->curve_secret, buf, sizeof(buf));
+    if (fl_keys_read_secret(path, &kp, err, sizeof(err)) != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot read the coordinator's key: %s", err);
+        return FL_ERR_INVALID_ARG;
+    }
+    fl_keys_fingerprint(kp.public_z85, fpr);
+    const char *dir = fl_keys_resolve(cfg->authorized_keys, buf,
+                                      sizeof(buf));
+    enum fl_err rc = coord_zap_new(s->zctx, dir, &s->zap);
+    if (rc == FL_OK &&
+        (zmq_setsockopt(s->sock, ZMQ_ZAP_DOMAIN, COORD_ZAP_DOMAIN,
+                        strlen(COORD_ZAP_DOMAIN)) != 0 ||
+         zmq_setsockopt(s->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
+         zmq_setsockopt(s->sock, ZMQ_CURVE_SECRETKEY, kp.secret_z85,
+                        FL_KEY_Z85_LEN + 1) != 0))
+        rc = zmq_fail("cannot set the CURVE options");
+    fl_keys_clear(&kp);
+    if (rc != FL_OK)
+        return rc;
+    fl_log(FL_LOG_INFO, "CURVE on: coordinator key %s, %zu authorized keys "
+           "in '%s'", fpr, coord_zap_count(s->zap), dir);
+    return FL_OK;
+}
+
+static enum fl_err open_ratelim(struct server *s)
+{
+    const struct coord_config *cfg = s->cfg;
+    if (!(cfg->max_msg_rate > 0))
+        return FL_OK;
+    /* room for every connection a full coordinator may see at once */
+    const size_t peers = 2 * (size_t)cfg->max_devices_connected + 1024;
+    const enum fl_err rc =
+        coord_ratelim_new(cfg->max_msg_rate, cfg->max_msg_burst, peers,
+                          draw_epoch(), &s->rl);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot set up the message rate limit: %s",
+               fl_strerror(rc));
+    return rc;
+}
+
+/* SIGHUP: re-read the authorized keys; devices whose key went away are
+ * dropped at once (their connections stay open, but every message of
+ * theirs is dropped from now on: see deliver()). */
+static bool key_allowed(void *ctx, const char *id)
+{
+    return coord_zap_authorized(ctx, id);
+}
+
+static void reload_keys(struct server *s)
+{
+    size_t removed = 0;
+    if (s->zap == NULL) {
+        fl_log(FL_LOG_NOTICE, "SIGHUP ignored: no --authorized-keys to "
+               "reload (plaintext)");
+        return;
+    }
+    if (coord_zap_reload(s->zap, NULL, &removed) != FL_OK || removed == 0)
+        return;
+    s->revoked_logged = false;
+    const size_t n = coord_engine_revoke(s->engine, key_allowed, s->zap);
+    fl_log(FL_LOG_NOTICE, "%zu connected devices dropped after the reload",
+           n);
+}
+
+/* Hand the counters gathered outside the engine to its report row. */
+static void count_admission(struct server *s)
+{
+    const uint64_t refused = s->zap != NULL ? coord_zap_refused(s->zap) : 0;
+    if (refused == s->zap_refused_seen && s->rate_limited == 0)
+        return;
+    coord_engine_count_admission(s->engine, refused - s->zap_refused_seen,
+                                 s->rate_limited);
+    s->zap_refused_seen = refused;
+    s->rate_limited = 0;
+}
+
+/* The rate limit, by routing id; true when the message may go on. */
+static bool rate_ok(struct server *s, zmq_msg_t *rid, const char *uid)
+{
+    char hex[2 * 16 + 1];
+    const uint8_t *b = zmq_msg_data(rid);
+    const size_t n = zmq_msg_size(rid);
+    if (s->rl == NULL)
+        return true;
+    const enum coord_rl_verdict v = coord_ratelim_check(
+        s->rl, b, n, coord_engine_round(s->engine), fl_now_ns());
+    if (v == COORD_RL_PASS)
+        return true;
+    s->rate_limited++;
+    if (v == COORD_RL_DROP_FIRST) {
+        /* in plaintext the name is the one its Hello bound, if any */
+        const struct coord_device *d =
+            uid == NULL ? coord_devtab_by_rid(coord_engine_devices(s->engine),
+                                              b, n)
+                        : NULL;
+        if (d != NULL)
+            uid = d->id;
+        for (size_t i = 0; i < n && i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", b[i]);
+        hex[2 * (n < 16 ? n : 16)] = '\0';
+        fl_log(FL_LOG_NOTICE, "rate limit: dropping messages from %s%s%s "
+               "(routing id %s) in round %llu: over %g/s, burst %g",
+               uid != NULL ? "worker '" : "a peer",
+               uid != NULL ? uid : "", uid != NULL ? "'" : "", hex,
+               (unsigned long long)coord_engine_round(s->engine),
+               s->cfg->max_msg_rate, s->cfg->max_msg_burst);
+    }
+    return false;
+}
+
+/* One message that passed the transport: the key's name goes with it. */
+static void deliver(struct server *s, zmq_msg_t *rid, zmq_msg_t *body,
+                    size_t nextra, size_t extra_bytes)
+{
+    /* the User-Id of the connection, set by the ZAP handler (CURVE) */
+    const char *uid = s->zap != NULL ? zmq_msg_gets(body, "User-Id") : NULL;
+    if (s->zap != NULL && (uid == NULL || !coord_zap_authorized(s->zap, uid))) {
+        s->revoked_dropped++;
+        if (!s->revoked_logged)
+            fl_log(FL_LOG_NOTICE, "dropping messages of device '%s': its key "
+                   "is no longer authorized", uid != NULL ? uid : "?");
+        s->revoked_logged = true;
+        return;
+    }
+    if (!rate_ok(s, rid, uid))
+        return;
+    coord_engine_on_message_auth(s->engine, zmq_msg_data(rid),
+                                 zmq_msg_size(rid), uid, zmq_msg_data(body),
+                                 zmq_msg_size(body), nextra, extra_bytes,
+                                 fl_now_ns());
 }
 
 static enum fl_err open_socket(struct server *s)
@@ -224,6 +399,8 @@ static enum fl_err open_socket(struct server *s)
     if (zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg,
                        sizeof(maxmsg)) != 0)
         return zmq_fail("cannot set ZMQ_MAXMSGSIZE");
+    FL_FORWARD_ERR(setup_curve(s));
+    FL_FORWARD_ERR(open_ratelim(s));
     FL_FORWARD_ERR(open_monitor(s));
     if (zmq_bind(s->sock, s->cfg->bind) != 0) {
         fl_log(FL_LOG_ERR, "cannot bind '%s': %s", s->cfg->bind,
@@ -245,6 +422,162 @@ static enum fl_err open_socket(struct server *s)
         }
     }
     return FL_OK;
+}
+
+/* With --metrics-bind: serve /metrics from libmicrohttpd's thread, log
+ * the address and write the port into --metrics-port-file. */
+static enum fl_err open_metrics(struct server *s)
+{
+    char err[256] = "";
+    uint16_t port = 0;
+    if (s->cfg->metrics_bind == NULL)
+        return FL_OK;
+    FL_FORWARD_ERR(coord_metrics_new(&s->metrics));
+    const enum fl_err rc = coord_metrics_listen(s->metrics,
+                                                s->cfg->metrics_bind, &port,
+                                                err, sizeof(err));
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "%s", err);
+        return rc;
+    }
+    fl_log(FL_LOG_INFO, "metrics on '%s', port %u, path /metrics",
+           s->cfg->metrics_bind, (unsigned)port);
+    if (s->cfg->metrics_port_file != NULL) {
+        char line[16];
+        const int n = snprintf(line, sizeof(line), "%u\n", (unsigned)port);
+        if (fl_file_write_atomic(s->cfg->metrics_port_file, line,
+                                 (size_t)n) != FL_OK) {
+            fl_log(FL_LOG_ERR, "cannot write the metrics port file '%s': %s",
+                   s->cfg->metrics_port_file, strerror(errno));
+            return FL_ERR_IO;
+        }
+    }
+    return FL_OK;
+}
+
+static void publish_state(const struct server *s)
+{
+    coord_metrics_set_state(s->metrics, coord_engine_round(s->engine),
+                            coord_devtab_connected(
+                                coord_engine_devices(s->engine)));
+}
+
+/* ---- checkpoint and resume (coord_ckpt.h, docs/checkpoint.md) */
+
+/* io.checkpoint: the report lengths after the attempt's rows, then the
+ * file. */
+static enum fl_err checkpoint_cb(void *ctx, struct coord_ckpt *ck)
+{
+    struct server *s = ctx;
+    const char *rdir = s->cfg->report_dir;
+    enum fl_err rc = FL_OK;
+    ck->has_reports = rdir != NULL;
+    if (rdir != NULL) {
+        rc = coord_report_sync(s->report);
+        if (rc == FL_OK)
+            rc = coord_ckpt_report_lengths(rdir, ck->report_len);
+    }
+    if (rc == FL_OK)
+        rc = coord_ckpt_save(s->cfg->state_dir, ck);
+    if (rc == FL_ERR_IO)
+        fl_log(FL_LOG_ERR, "cannot write the checkpoint in '%s': %s",
+               s->cfg->state_dir, strerror(errno));
+    else if (rc == FL_OK)
+        fl_log(FL_LOG_DEBUG, "checkpoint written: next round %llu attempt "
+               "%u, model version %llu", (unsigned long long)ck->next_round,
+               ck->next_attempt, (unsigned long long)ck->model_version);
+    return rc;
+}
+
+/* Bring the report files back to what the checkpoint recorded. */
+static enum fl_err restore_reports(struct server *s)
+{
+    char err[512] = "";
+    uint64_t cut = 0;
+    const char *rdir = s->cfg->report_dir;
+    if (!s->ck.has_reports) {
+        if (rdir != NULL)
+            fl_log(FL_LOG_NOTICE, "the checkpoint was written without "
+                   "--report-dir: the report files are appended to as "
+                   "they are");
+        return FL_OK;
+    }
+    if (rdir == NULL) {
+        fl_log(FL_LOG_NOTICE, "no --report-dir: the reports of the resumed "
+               "run are not continued");
+        return FL_OK;
+    }
+    const enum fl_err rc =
+        coord_ckpt_truncate_reports(rdir, s->ck.report_len, &cut, err,
+                                    sizeof(err));
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot resume the reports in '%s': %s", rdir,
+               err);
+        return rc;
+    }
+    if (cut > 0)
+        fl_log(FL_LOG_NOTICE, "removed %llu bytes of report rows written "
+               "after the checkpoint", (unsigned long long)cut);
+    return FL_OK;
+}
+
+/* With --state-dir: create it, and load and check its checkpoint if there
+ * is one. A checkpoint that cannot be used is an error, never silently
+ * replaced: starting over would write round 1 after the old rows. */
+static enum fl_err load_checkpoint(struct server *s)
+{
+    char err[512] = "";
+    const char *dir = s->cfg->state_dir;
+    if (dir == NULL)
+        return FL_OK;
+    enum fl_err rc = fl_mkdir_p(dir, 1);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot create the state directory '%s': %s",
+               dir, strerror(errno));
+        return rc;
+    }
+    rc = coord_ckpt_load(dir, &s->ck);
+    if (rc == FL_ERR_NOT_FOUND) {
+        fl_log(FL_LOG_INFO, "no checkpoint in '%s': starting at round 1",
+               dir);
+        return FL_OK;
+    }
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot read the checkpoint '%s/%s': %s (remove "
+               "it to start over)", dir, COORD_CKPT_FILE, fl_strerror(rc));
+        return rc;
+    }
+    rc = coord_ckpt_check(&s->ck, s->cfg, mdl_trainer_layout(s->trainer),
+                          err, sizeof(err));
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot resume from '%s/%s': %s", dir,
+               COORD_CKPT_FILE, err);
+        return rc;
+    }
+    rc = restore_reports(s);
+    if (rc != FL_OK)
+        return rc;
+    s->resume = true;
+    fl_log(FL_LOG_NOTICE, "resuming from '%s/%s': round %llu attempt %u, "
+           "model version %llu, %llu rounds done (epoch %016llx before)",
+           dir, COORD_CKPT_FILE, (unsigned long long)s->ck.next_round,
+           s->ck.next_attempt, (unsigned long long)s->ck.model_version,
+           (unsigned long long)s->ck.sum.rounds_done,
+           (unsigned long long)s->ck.epoch);
+    return FL_OK;
+}
+
+static enum fl_err resume_engine(struct server *s)
+{
+    char err[512] = "";
+    if (!s->resume)
+        return FL_OK;
+    const enum fl_err rc = coord_engine_resume(s->engine, &s->ck, err,
+                                               sizeof(err));
+    if (rc != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot resume: %s", err);
+    coord_ckpt_release(&s->ck);
+    return rc;
 }
 
 static void free_frame(void *data, void *hint)
@@ -317,10 +650,7 @@ static int recv_one(struct server *s)
         more = zmq_msg_more(&extra);
         zmq_msg_close(&extra);
     }
-    coord_engine_on_message(s->engine, zmq_msg_data(&rid),
-                            zmq_msg_size(&rid), zmq_msg_data(&body),
-                            zmq_msg_size(&body), nextra, extra_bytes,
-                            fl_now_ns());
+    deliver(s, &rid, &body, nextra, extra_bytes);
     zmq_msg_close(&body);
     zmq_msg_close(&rid);
     return 1;
@@ -364,14 +694,22 @@ static enum fl_err poll_once(struct server *s, int timeout_ms)
 static enum fl_err run_loop(struct server *s)
 {
     coord_engine_start(s->engine, fl_now_ns());
+    publish_state(s);
     while (coord_engine_tick(s->engine, fl_now_ns()) == COORD_RUNNING) {
         if (stop_signal != 0) {
             fl_log(FL_LOG_NOTICE, "signal %d: stopping", (int)stop_signal);
             coord_engine_stop(s->engine, fl_now_ns());
             break;
         }
+        if (reload_signal != 0) {
+            reload_signal = 0;
+            reload_keys(s);
+        }
         FL_FORWARD_ERR(poll_once(s, poll_timeout_ms(s)));
+        count_admission(s);
+        publish_state(s);
     }
+    publish_state(s);
     return FL_OK;
 }
 
@@ -399,6 +737,7 @@ static void drain(struct server *s)
         const uint64_t ms = (end - now) / 1000000 + 1;
         if (poll_once(s, ms > POLL_MAX_MS ? POLL_MAX_MS : (int)ms) != FL_OK)
             return;
+        publish_state(s);
     }
 }
 
@@ -411,11 +750,15 @@ static void release(struct server *s)
         zmq_close(s->mon);
     if (s->sock != NULL)
         zmq_close(s->sock);
+    coord_zap_destroy(&s->zap);
+    coord_ratelim_destroy(&s->rl);
     if (s->zctx != NULL) {
         while (zmq_ctx_term(s->zctx) != 0 && errno == EINTR)
             ;
     }
+    coord_metrics_destroy(&s->metrics);
     coord_report_close(&s->report);
+    coord_ckpt_release(&s->ck);
     mdl_trainer_destroy(&s->trainer);
     mdl_dataset_destroy(&s->test);
     fl_free(s->init);
@@ -433,15 +776,12 @@ enum fl_err coord_server_run(const struct coord_config *cfg,
     *status = COORD_FAILED;
     stop_signal = 0;
     signal_count = 0;
-    if (cfg->momentum_correction > 0 &&
-        fabs(cfg->momentum_correction - cfg->momentum) > 1e-6)
-        fl_log(FL_LOG_WARN, "protocol version 1 carries no momentum-correction "
-               "factor: workers use the local momentum %g, not %g",
-               cfg->momentum, cfg->momentum_correction);
     mdl_blas_single_thread();
     rc = install_signals();
     if (rc == FL_OK)
         rc = load_model(&s);
+    if (rc == FL_OK)
+        rc = load_checkpoint(&s);
     if (rc != FL_OK)
         goto out;
     rc = coord_report_open(cfg->report_dir, &s.report, err, sizeof(err));
@@ -449,14 +789,19 @@ enum fl_err coord_server_run(const struct coord_config *cfg,
         fl_log(FL_LOG_ERR, "%s", err);
         goto out;
     }
+    rc = open_metrics(&s);
+    if (rc != FL_OK)
+        goto out;
     const struct coord_engine_env env = {
         .cfg = cfg,
         .layout = mdl_trainer_layout(s.trainer),
         .init = s.init,
-        .io = {.ctx = &s, .send = send_cb, .evaluate = evaluate_cb},
+        .io = {.ctx = &s, .send = send_cb, .evaluate = evaluate_cb,
+               .checkpoint = cfg->state_dir != NULL ? checkpoint_cb : NULL},
         .report = s.report,
         .progress = stderr,
         .epoch = draw_epoch(),
+        .metrics = s.metrics,
     };
     rc = coord_engine_new(&env, &s.engine);
     if (rc != FL_OK) {
@@ -464,6 +809,9 @@ enum fl_err coord_server_run(const struct coord_config *cfg,
                fl_strerror(rc));
         goto out;
     }
+    rc = resume_engine(&s);
+    if (rc != FL_OK)
+        goto out;
     rc = open_socket(&s);
     if (rc != FL_OK)
         goto out;
@@ -472,6 +820,10 @@ enum fl_err coord_server_run(const struct coord_config *cfg,
         coord_engine_stop(s.engine, fl_now_ns());
     if (rc == FL_OK)
         drain(&s);
+    count_admission(&s);
+    if (s.revoked_dropped > 0)
+        fl_log(FL_LOG_NOTICE, "%llu messages of revoked keys dropped",
+               (unsigned long long)s.revoked_dropped);
     *status = coord_engine_status(s.engine);
     coord_engine_summary(s.engine, fl_now_ns(), &sum);
     if (rc != FL_OK)

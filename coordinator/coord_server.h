@@ -11,6 +11,17 @@
  * bound is logged as exactly one info line "listening on ENDPOINT" and,
  * with --endpoint-file, written atomically into that file.
  *
+ * Security (docs/security.md): with --curve-secret and --authorized-keys
+ * the ZAP handler (coord_zap.h) starts before the ROUTER binds, the ROUTER
+ * is a CURVE server in ZAP domain "fedcomp", and every message goes to the
+ * engine with its connection's User-Id (coord_engine_on_message_auth());
+ * messages of keys no longer listed are dropped. SIGHUP re-reads the keys
+ * and drops the devices whose key went (coord_engine_revoke()). Without
+ * keys it runs in plaintext with a warning (the program insists on
+ * --insecure). --max-msg-rate drops messages per routing id before they
+ * are parsed (coord_ratelim.h); refusals and drops are counted in the
+ * report rows.
+ *
  * When training ends every device gets a Bye; then the loop keeps serving
  * until every TCP peer has disconnected (zmq_socket_monitor events), for
  * at most the round timeout clamped to [5 s, 30 s] (1 s after SIGINT or

@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(build-essential pkg-config libzmq3-dev libprotobuf-c-dev
       protobuf-c-compiler libzstd-dev liblz4-dev libopenblas-dev zlib1g-dev
       libcmocka-dev clang libclang-rt-14-dev dataset-fashion-mnist
-      python3 gnuplot-nox valgrind)
+      python3 gnuplot-nox valgrind
+      libmicrohttpd-dev prometheus curl python3-yaml systemd)
 STAMP=build/.apt-updated
 
 missing=()

@@ -250,6 +250,7 @@ static void compress_to_wire(Fedcomp__CompressConfig *o,
     o->has_density = o->has_topk = o->has_values = o->has_codec = 1;
     o->has_level = o->has_error_feedback = o->has_momentum_correction = 1;
     o->has_clip_norm = o->has_per_tensor = o->has_max_update_bytes = 1;
+    o->has_momentum_factor = 1;
     o->density = c->density;
     o->topk = (Fedcomp__TopkMethod)c->topk;
     o->values = (Fedcomp__ValueCoding)c->values;
@@ -260,6 +261,7 @@ static void compress_to_wire(Fedcomp__CompressConfig *o,
     o->clip_norm = c->clip_norm;
     o->per_tensor = c->per_tensor;
     o->max_update_bytes = c->max_update_bytes;
+    o->momentum_factor = c->momentum_factor;
 }
 
 static enum fl_err task_to_wire(struct pb_wire *w, const struct pb_task *t)
@@ -283,6 +285,15 @@ static enum fl_err task_to_wire(struct pb_wire *w, const struct pb_task *t)
     o->train = &w->train;
     o->compress = &w->compress;
     w->env.task = o;
+    if (t->has_model_delta) {
+        /* Task and Update never share an envelope: w->sparse is free */
+        const enum fl_err rc = sparse_to_wire(&w->sparse, &t->model_delta);
+        if (rc != FL_OK)
+            return rc;
+        o->model_delta = &w->sparse;
+        o->has_model_delta_base = 1;
+        o->model_delta_base = t->model_delta_base;
+    }
     return dense_to_wire(&w->dense, &t->model);
 }
 
@@ -635,6 +646,7 @@ static void compress_from_wire(struct pb_compress_cfg *c,
     c->clip_norm = o->clip_norm;
     c->per_tensor = o->per_tensor;
     c->max_update_bytes = o->max_update_bytes;
+    c->momentum_factor = o->momentum_factor;
 }
 
 static enum fl_err task_from_wire(struct pb_task *t, const Fedcomp__Task *o,
@@ -653,6 +665,13 @@ static enum fl_err task_from_wire(struct pb_task *t, const Fedcomp__Task *o,
     t->last_update = o->has_last_update ? (uint32_t)o->last_update : 0;
     t->last_update_round = o->last_update_round;
     t->allow_overrides = o->allow_overrides;
+    t->has_model_delta = o->model_delta != NULL;
+    if (o->model_delta != NULL) {
+        if (!o->has_model_delta_base)
+            return missing("task model_delta_base", errbuf, errlen);
+        sparse_from_wire(&t->model_delta, o->model_delta);
+        t->model_delta_base = o->model_delta_base;
+    }
     return FL_OK;
 }
 
@@ -966,6 +985,8 @@ static const char *compress_diff(const struct pb_compress_cfg *a,
     PB_DIFF(a->per_tensor != b->per_tensor, "compress.per_tensor");
     PB_DIFF(a->max_update_bytes != b->max_update_bytes,
             "compress.max_update_bytes");
+    PB_DIFF(f32_differs(a->momentum_factor, b->momentum_factor),
+            "compress.momentum_factor");
     return NULL;
 }
 
@@ -987,6 +1008,14 @@ static const char *task_diff(const struct pb_task *a, const struct pb_task *b)
     PB_DIFF(a->last_update_round != b->last_update_round,
             "task.last_update_round");
     PB_DIFF(a->allow_overrides != b->allow_overrides, "task.allow_overrides");
+    PB_DIFF(a->has_model_delta != b->has_model_delta,
+            "task.has_model_delta");
+    if (a->has_model_delta) {
+        PB_DIFF(tensor_diff(&a->model_delta, &b->model_delta, false) != NULL,
+                "task.model_delta");
+        PB_DIFF(a->model_delta_base != b->model_delta_base,
+                "task.model_delta_base");
+    }
     return NULL;
 }
 

@@ -120,6 +120,7 @@ struct pb_compress_cfg {
     float clip_norm;
     bool per_tensor;
     uint64_t max_update_bytes;
+    float momentum_factor;    /* momentum correction factor, 0 = absent */
 };
 
 struct pb_task {
@@ -133,6 +134,12 @@ struct pb_task {
     uint32_t last_update;     /* enum pb_update_status, 0 when absent */
     uint64_t last_update_round;
     bool allow_overrides;
+    /* Lossy downlink: the model is the held version model_delta_base plus
+     * this sparse delta, and `model` is an empty placeholder. Unpack
+     * refuses a model_delta without model_delta_base (FL_ERR_MISSING_FIELD). */
+    bool has_model_delta;
+    struct pb_tensor model_delta;   /* sparse */
+    uint64_t model_delta_base;
 };
 
 struct pb_train_stats {

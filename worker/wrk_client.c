@@ -29,13 +29,16 @@
 #include <zmq.h>
 
 #include "common/fl_alloc.h"
+#include "common/fl_keys.h"
 #include "common/fl_log.h"
 #include "common/fl_util.h"
 #include "compress/cmp_tensor.h"
+#include "model/mdl_file.h"
 #include "model/mdl_trainer.h"
 #include "proto/pb_msg.h"
 #include "worker/wrk_data.h"
 #include "worker/wrk_model.h"
+#include "worker/wrk_state.h"
 #include "worker/wrk_update.h"
 
 #define HELLO_BACKOFF_MIN_MS 1000u
@@ -69,6 +72,15 @@ struct wrk_client {
     struct pb_limits lim;
     uint8_t *buf;                 /* packed outgoing message */
     size_t bufcap;
+    uint8_t *last_update;         /* frame of the last update sent */
+    size_t last_update_len;
+    size_t last_update_cap;
+    uint64_t last_update_round;
+    char state_path[WRK_PATH_MAX + 32]; /* <state-dir>/ef-state.bin */
+    uint8_t *sbuf;                /* encoded state (wrk_state.h) */
+    size_t scap;
+    bool handshake_failed;        /* logged since the last good one */
+    bool handshake_ok;            /* a handshake ever completed */
     bool welcomed;                /* Welcome seen since the last Hello need */
     bool ever_welcomed;
     bool have_epoch;
@@ -78,6 +90,7 @@ struct wrk_client {
     uint32_t backoff_ms;
     uint32_t fast_retries;
     bool overrides_noted;
+    float mc_noted;               /* momentum factor last logged */
     bool done;
     int exit_code;
 };
@@ -210,13 +223,41 @@ static void say_bye(struct wrk_client *c, const char *reason)
         fl_log(FL_LOG_DEBUG, "sent bye (%zu bytes)", sent);
 }
 
+/* ------------------------------------------------------ persistent state */
+
+/* Write residual, velocity and pending update (wrk_state.h). A failure
+ * costs only what a crash would: it is logged, work goes on. */
+static void save_state(struct wrk_client *c)
+{
+    struct wrk_state st;
+    if (c->upd == NULL)
+        return;
+    wrk_state_of_update(c->upd, &st);
+    st.has_model_version = c->model.have;
+    st.model_version = c->model.version;
+    st.has_epoch = c->have_epoch;
+    st.epoch = c->epoch;
+    const enum fl_err rc = wrk_state_save(c->state_path, &st, &c->sbuf,
+                                          &c->scap);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_WARN, "cannot save the update state to '%s': %s%s%s",
+               c->state_path, fl_strerror(rc), rc == FL_ERR_IO ? ": " : "",
+               rc == FL_ERR_IO ? strerror(errno) : "");
+}
+
 /* ------------------------------------------------------------ update fate */
 
 static void resolve(struct wrk_client *c, uint64_t round, bool used,
                     const char *why)
 {
     size_t k = 0;
-    switch (wrk_update_apply_fate(c->upd, round, used, &k)) {
+    const enum wrk_fate fate = wrk_update_apply_fate(c->upd, round, used, &k);
+    /* A used update only leaves the file with a stale pending update,
+     * whose fate a restarted worker learns again (the coordinator keeps
+     * it): no write, so a normal round costs one. */
+    if (fate == WRK_FATE_RESTORED || fate == WRK_FATE_DISCARDED)
+        save_state(c);
+    switch (fate) {
     case WRK_FATE_USED:
         fl_log(FL_LOG_INFO, "update of round %" PRIu64 " was used", round);
         break;
@@ -258,6 +299,7 @@ static void apply_fate(struct wrk_client *c, uint32_t status, uint64_t round,
         return;
     if (status == 0) {
         wrk_update_forget(c->upd);
+        save_state(c);
         fl_log(FL_LOG_NOTICE,
                "task of round %" PRIu64 " says nothing about the update of "
                "round %" PRIu64 ": its fate is unknown, forgotten",
@@ -286,6 +328,67 @@ static void model_name(const struct mdl_mlp_config *m, char *s, size_t cap)
         n += snprintf(s + n, cap - (size_t)n, "-%u", m->hidden[i]);
     if (n > 0 && (size_t)n < cap)
         snprintf(s + n, cap - (size_t)n, "-%u", m->classes);
+}
+
+/* The coordinator restarted (a new epoch) and resumed at current_round
+ * from its checkpoint, or started over at 1. A pending update of that
+ * round or later was not committed before the restart: not used. One of
+ * an earlier round was decided before the checkpoint, which keeps the
+ * devices' fates: the next Task says which. */
+static void settle_after_restart(struct wrk_client *c, uint64_t current_round)
+{
+    uint64_t pr = 0;
+    if (c->upd == NULL || !wrk_update_pending(c->upd, &pr))
+        return;
+    if (pr >= current_round) {
+        resolve(c, pr, false, " (not committed before the coordinator "
+                "restart)");
+        return;
+    }
+    fl_log(FL_LOG_NOTICE, "the update of round %" PRIu64 " is pending: its "
+           "fate comes with the next task", pr);
+}
+
+/* Continue from <state-dir>/ef-state.bin when it fits the Welcome's model
+ * (the update state was just built empty). */
+static void load_state(struct wrk_client *c, const struct pb_welcome *w)
+{
+    struct wrk_state st;
+    uint64_t pr = 0;
+    enum fl_err rc = wrk_state_load(c->state_path,
+                                    c->cfg->max_message / sizeof(float), &st);
+    if (rc == FL_ERR_NOT_FOUND) {
+        fl_log(FL_LOG_INFO, "no saved update state in '%s': the residual "
+               "starts at zero", c->state_path);
+        return;
+    }
+    if (rc == FL_OK && st.dim != c->model.dim) {
+        fl_log(FL_LOG_NOTICE, "discarding the saved update state '%s': "
+               "dimension %" PRIu64 ", the coordinator's model has %zu",
+               c->state_path, st.dim, c->model.dim);
+        wrk_state_release(&st);
+        return;
+    }
+    if (rc == FL_OK)
+        rc = wrk_update_import(c->upd, &st.upd);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot use the saved update state '%s': %s: "
+               "the residual starts at zero", c->state_path,
+               fl_strerror(rc));
+        wrk_state_release(&st);
+        return;
+    }
+    const bool pending = wrk_update_pending(c->upd, &pr);
+    fl_log(FL_LOG_INFO, "loaded error-feedback state from '%s': residual "
+           "norm %.4g%s%s", c->state_path, wrk_update_residual_norm(c->upd),
+           st.upd.velocity != NULL ? ", velocity" : "",
+           pending ? ", an update pending" : "");
+    if (pending)
+        fl_log(FL_LOG_INFO, "the saved update of round %" PRIu64 " (k=%zu) "
+               "awaits its fate", pr, st.upd.pending_k);
+    if (pending && st.has_epoch && st.epoch != w->epoch)
+        settle_after_restart(c, w->current_round);
+    wrk_state_release(&st);
 }
 
 /* Build trainer, model and update state from a Welcome. */
@@ -336,6 +439,7 @@ static enum fl_err build_model(struct wrk_client *c,
     model_name(&mcfg, name, sizeof(name));
     fl_log(FL_LOG_INFO, "model: %s, %zu parameters in %zu tensors", name,
            ml->dim, ml->ntensors);
+    load_state(c, w);
     return FL_OK;
 }
 
@@ -343,7 +447,6 @@ static void on_welcome(struct wrk_client *c, const struct pb_welcome *w)
 {
     char err[256] = "";
     const bool restarted = c->have_epoch && w->epoch != c->epoch;
-    uint64_t pr = 0;
 
     if (c->welcomed && !restarted) {
         fl_log(FL_LOG_DEBUG, "welcome again (epoch %016" PRIx64 ")",
@@ -355,13 +458,7 @@ static void on_welcome(struct wrk_client *c, const struct pb_welcome *w)
                "coordinator restarted (epoch %016" PRIx64 " -> %016" PRIx64
                ")",
                c->epoch, w->epoch);
-        if (c->upd != NULL && wrk_update_pending(c->upd, &pr)) {
-            wrk_update_forget(c->upd);
-            fl_log(FL_LOG_NOTICE,
-                   "fate of the update of round %" PRIu64 " is unknown "
-                   "after the restart: forgotten",
-                   pr);
-        }
+        settle_after_restart(c, w->current_round);
         c->model.have = false;
     }
     if (c->trainer == NULL ||
@@ -460,8 +557,19 @@ static enum fl_err task_settings(struct wrk_client *c, const struct pb_task *t,
     s->error_feedback = cc->error_feedback;
     s->momentum = 0.0f;
     if (cc->momentum_correction) {
+        /* the coordinator's factor; from one that sends none (or a factor
+         * out of range), the local momentum */
+        const float f = cc->momentum_factor;
         const float m = t->train.momentum;
-        s->momentum = (m > 0.0f && m < 1.0f) ? m : DEFAULT_MC_MOMENTUM;
+        s->momentum = (f > 0.0f && f < 1.0f)   ? f
+                      : (m > 0.0f && m < 1.0f) ? m
+                                               : DEFAULT_MC_MOMENTUM;
+        if (s->momentum != c->mc_noted)
+            fl_log(FL_LOG_INFO, "momentum correction with factor %g (%s)",
+                   (double)s->momentum,
+                   f > 0.0f && f < 1.0f ? "the coordinator's"
+                                        : "no factor sent: the momentum");
+        c->mc_noted = s->momentum;
     }
     s->clip_norm = cc->clip_norm;
     s->per_tensor = cc->per_tensor;
@@ -483,6 +591,7 @@ static void settings_to_pb(const struct wrk_settings *s,
     p->level = s->params.level;
     p->error_feedback = s->error_feedback;
     p->momentum_correction = s->momentum > 0.0f;
+    p->momentum_factor = s->momentum;
     p->clip_norm = s->clip_norm;
     p->per_tensor = s->per_tensor;
     p->max_update_bytes = s->max_bytes;
@@ -518,6 +627,47 @@ struct round_work {
     struct wrk_encoded enc;
 };
 
+/* Keep the frame just sent (still in c->buf) so that a Task re-sent for
+ * the same round (a retry attempt, or an update the coordinator dropped
+ * under its rate limit) is answered with the same update instead of being
+ * ignored: training again would change the residual twice. */
+static void keep_last_update(struct wrk_client *c, uint64_t round,
+                             size_t len)
+{
+    if (len > c->last_update_cap) {
+        uint8_t *nb = fl_realloc(c->last_update, len);
+        if (nb == NULL) {
+            c->last_update_len = 0;
+            return;
+        }
+        c->last_update = nb;
+        c->last_update_cap = len;
+    }
+    memcpy(c->last_update, c->buf, len);
+    c->last_update_len = len;
+    c->last_update_round = round;
+}
+
+/* Send the kept update of `round` again; false when there is none. */
+static bool resend_last_update(struct wrk_client *c, uint64_t round)
+{
+    if (c->last_update_len == 0 || c->last_update_round != round)
+        return false;
+    for (;;) {
+        const int n = zmq_send(c->sock, c->last_update, c->last_update_len, 0);
+        if (n >= 0) {
+            fl_log(FL_LOG_INFO, "sent update round %" PRIu64 " again: %d "
+                   "bytes (task re-sent)", round, n);
+            return true;
+        }
+        if (errno == EINTR && !stop_requested)
+            continue;
+        fl_log(FL_LOG_WARN, "cannot re-send the update of round %" PRIu64
+               ": %s", round, zmq_strerror(errno));
+        return false;
+    }
+}
+
 static void send_update(struct wrk_client *c, const struct pb_task *t,
                         const struct round_work *rw)
 {
@@ -547,6 +697,7 @@ static void send_update(struct wrk_client *c, const struct pb_task *t,
         resolve(c, t->round, false, " (never sent)");
         return;
     }
+    keep_last_update(c, t->round, sent);
     const uint64_t took = ms_since(rw->t0_ns);
     fl_log(FL_LOG_INFO,
            "sent update round %" PRIu64 ": %zu bytes (k=%zu of %zu, %s, %s, "
@@ -595,8 +746,14 @@ static void do_round(struct wrk_client *c, const struct pb_task *t,
         return;
     }
     test_hold(c, t->round);
-    if (stop_requested)
+    if (stop_requested) {
+        resolve(c, t->round, false, " (never sent: stopping)");
         return;
+    }
+    /* Saved before it goes out: if this process dies now, the restarted
+     * one still holds the update and learns its fate like this one would
+     * have. */
+    save_state(c);
     send_update(c, t, rw);
 }
 
@@ -611,7 +768,10 @@ static void on_task(struct wrk_client *c, const struct pb_task *t)
            "task received: round %" PRIu64 " (model version %" PRIu64
            "%s, timeout %u ms)",
            t->round, t->model_version,
-           t->model.has_base_version ? ", delta" : "", t->timeout_ms);
+           t->has_model_delta           ? ", sparse delta"
+           : t->model.has_base_version ? ", delta"
+                                       : "",
+           t->timeout_ms);
     if (c->cfg->has_test_exit && c->cfg->test_exit_round == t->round) {
         fl_log(FL_LOG_WARN, "test: crashing at round %" PRIu64, t->round);
         _exit(1);
@@ -631,6 +791,9 @@ static void on_task(struct wrk_client *c, const struct pb_task *t)
         return;
     }
     apply_fate(c, t->last_update, t->last_update_round, t->round);
+    if (wrk_update_pending(c->upd, &pr) && pr == t->round &&
+        resend_last_update(c, pr))
+        return;
     if (wrk_update_pending(c->upd, &pr) && pr >= t->round) {
         /* The coordinator re-sends a Task to a cohort member that says
          * Hello before it has reported (after a reconnect). Our update of
@@ -644,13 +807,20 @@ static void on_task(struct wrk_client *c, const struct pb_task *t)
     }
 
     const uint64_t t1 = fl_now_ns();
+    /* a lossy downlink sends a sparse delta; `model` is then a placeholder */
     const enum fl_err rc =
-        wrk_model_apply(c->mctx, &c->model, &t->model, t->model_version);
+        t->has_model_delta
+            ? wrk_model_apply_delta(c->mctx, &c->model, &t->model_delta,
+                                    t->model_delta_base, t->model_version)
+            : wrk_model_apply(c->mctx, &c->model, &t->model,
+                              t->model_version);
     rw.load_ms = (uint32_t)ms_since(t1);
     if (rc == FL_ERR_NOT_FOUND) {
         fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " is a delta from "
                "model version %" PRIu64 ", which this device does not hold: "
-               "asking for the full model", t->round, t->model.base_version);
+               "asking for the full model", t->round,
+               t->has_model_delta ? t->model_delta_base
+                                  : t->model.base_version);
         hello_again(c);
         return;
     }
@@ -780,6 +950,42 @@ static void drain_socket(struct wrk_client *c)
     }
 }
 
+/* A handshake that failed. libzmq gives up on a connection after a
+ * protocol error (a key the coordinator refuses: AUTH; a mechanism
+ * mismatch or bad crypto: PROTOCOL), so the worker cannot get in and
+ * stops with exit 1 and a clear reason. Other failures (NO_DETAIL: the
+ * peer went away mid-handshake) are retried by libzmq: logged once. */
+static void handshake_failed(struct wrk_client *c, uint16_t ev,
+                             uint32_t value)
+{
+    const bool curve = c->cfg->curve_key[0] != '\0';
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        fl_log(FL_LOG_ERR, "the coordinator at '%s' refused this device's "
+               "key (status %u): its .pub must be in the coordinator's "
+               "--authorized-keys (then SIGHUP it)", c->cfg->connect,
+               (unsigned)value);
+        finish(c, WRK_EXIT_ERROR);
+        return;
+    }
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        fl_log(FL_LOG_ERR, "handshake with '%s' failed (protocol error "
+               "%#x%s): %s", c->cfg->connect, (unsigned)value,
+               value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                   ? ", security mechanism mismatch"
+                   : "",
+               curve ? "does the coordinator use CURVE, with the key of "
+                       "--coordinator-key?"
+                     : "the coordinator probably requires CURVE keys "
+                       "(--curve-key, --coordinator-key)");
+        finish(c, WRK_EXIT_ERROR);
+        return;
+    }
+    if (!c->handshake_failed)
+        fl_log(FL_LOG_NOTICE, "handshake with '%s' did not complete (%s): "
+               "retrying", c->cfg->connect, zmq_strerror((int)value));
+    c->handshake_failed = true;
+}
+
 /* Monitor events: [u16 event, u32 value] then the endpoint frame. */
 static void drain_monitor(struct wrk_client *c)
 {
@@ -791,8 +997,12 @@ static void drain_monitor(struct wrk_client *c)
             zmq_msg_close(&m);
             return;
         }
+        uint32_t value = 0;
         if (zmq_msg_size(&m) >= sizeof(ev))
             memcpy(&ev, zmq_msg_data(&m), sizeof(ev));
+        if (zmq_msg_size(&m) >= sizeof(ev) + sizeof(value))
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + sizeof(ev),
+                   sizeof(value));
         while (zmq_msg_more(&m)) {
             zmq_msg_close(&m);
             zmq_msg_init(&m);
@@ -800,8 +1010,14 @@ static void drain_monitor(struct wrk_client *c)
                 break;
         }
         zmq_msg_close(&m);
-        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+            ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+            ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            handshake_failed(c, ev, value);
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             fl_log(FL_LOG_DEBUG, "connected to '%s'", c->cfg->connect);
+            c->handshake_failed = false;
+            c->handshake_ok = true;
             hello_again(c);
         } else if (ev == ZMQ_EVENT_DISCONNECTED) {
             fl_log(FL_LOG_NOTICE, "disconnected from '%s': reconnecting",
@@ -816,6 +1032,48 @@ static enum fl_err zmq_fail(const char *what, const char *ep)
 {
     fl_log(FL_LOG_ERR, "%s '%s': %s", what, ep, zmq_strerror(errno));
     return FL_ERR_ZMQ;
+}
+
+/* With --curve-key: this device's key pair and the coordinator's public
+ * key on the DEALER (a CURVE client), before it connects. Key paths may
+ * be relative to $CREDENTIALS_DIRECTORY (fl_keys_resolve()). */
+static enum fl_err setup_curve(struct wrk_client *c)
+{
+    const struct wrk_config *cfg = c->cfg;
+    struct fl_keypair kp;
+    char server[FL_KEY_Z85_LEN + 1], buf[WRK_PATH_MAX + 256], err[512];
+    char fpr[FL_KEY_FPR_LEN + 1], sfpr[FL_KEY_FPR_LEN + 1];
+    enum fl_err rc;
+    if (cfg->curve_key[0] == '\0') {
+        fl_log(FL_LOG_NOTICE, "insecure: plaintext to '%s', no encryption "
+               "and no authentication", cfg->connect);
+        return FL_OK;
+    }
+    rc = fl_keys_read_public(fl_keys_resolve(cfg->coordinator_key, buf,
+                                             sizeof(buf)),
+                             server, err, sizeof(err));
+    if (rc == FL_OK)
+        rc = fl_keys_read_secret(fl_keys_resolve(cfg->curve_key, buf,
+                                                 sizeof(buf)),
+                                 &kp, err, sizeof(err));
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "cannot read the CURVE keys: %s", err);
+        return rc;
+    }
+    if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, server,
+                       FL_KEY_Z85_LEN + 1) != 0 ||
+        zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, kp.public_z85,
+                       FL_KEY_Z85_LEN + 1) != 0 ||
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, kp.secret_z85,
+                       FL_KEY_Z85_LEN + 1) != 0)
+        rc = zmq_fail("cannot set the CURVE keys for", cfg->connect);
+    fl_keys_fingerprint(kp.public_z85, fpr);
+    fl_keys_fingerprint(server, sfpr);
+    fl_keys_clear(&kp);
+    if (rc == FL_OK)
+        fl_log(FL_LOG_INFO, "CURVE on: device key %s, coordinator key %s",
+               fpr, sfpr);
+    return rc;
 }
 
 static enum fl_err open_socket(struct wrk_client *c)
@@ -850,9 +1108,13 @@ static enum fl_err open_socket(struct wrk_client *c)
         return zmq_fail("cannot set socket options for", c->cfg->connect);
     snprintf(mon_ep, sizeof(mon_ep), "inproc://wrk-monitor-%ld",
              (long)getpid());
+    FL_FORWARD_ERR(setup_curve(c));
     if (zmq_socket_monitor(c->sock, mon_ep,
                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                               ZMQ_EVENT_DISCONNECTED) != 0)
+                               ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
         return zmq_fail("cannot monitor the socket of", c->cfg->connect);
     c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
     if (c->mon == NULL ||
@@ -900,6 +1162,8 @@ enum fl_err wrk_client_new(const struct wrk_config *cfg,
     c->lim.max_message = cfg->max_message;
     c->lim.max_alloc = 2 * cfg->max_message + (1u << 20);
     c->backoff_ms = HELLO_BACKOFF_MIN_MS;
+    snprintf(c->state_path, sizeof(c->state_path), "%s/%s", cfg->state_dir,
+             WRK_STATE_FILE);
     mdl_blas_single_thread();
     rc = load_data(c);
     if (rc != FL_OK)
@@ -936,6 +1200,8 @@ void wrk_client_destroy(struct wrk_client **cp)
     cmp_ctx_destroy(&c->mctx);
     mdl_dataset_destroy(&c->data);
     fl_free(c->buf);
+    fl_free(c->last_update);
+    fl_free(c->sbuf);
     fl_free(c);
     *cp = NULL;
 }
@@ -951,6 +1217,29 @@ static long poll_timeout(const struct wrk_client *c)
         return 0;
     const uint64_t ms = (c->hello_due_ns - now + NS_PER_MS - 1) / NS_PER_MS;
     return (long)FL_MIN(ms, (uint64_t)POLL_MS);
+}
+
+/* --save-model: the model held at exit, with round = version - 1 as the
+ * coordinator's --save-broadcast-model writes it (the files then compare
+ * equal byte for byte). */
+static void save_held_model(const struct wrk_client *c)
+{
+    const char *path = c->cfg->save_model;
+    if (path[0] == '\0')
+        return;
+    if (c->trainer == NULL || !c->model.have) {
+        fl_log(FL_LOG_NOTICE, "no model held: '%s' not written", path);
+        return;
+    }
+    const enum fl_err rc =
+        mdl_file_save(path, mdl_trainer_layout(c->trainer), c->model.w,
+                      c->model.version - 1);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_ERR, "cannot save the model to '%s': %s", path,
+               fl_strerror(rc));
+    else
+        fl_log(FL_LOG_INFO, "model version %" PRIu64 " saved to '%s'",
+               c->model.version, path);
 }
 
 int wrk_client_run(struct wrk_client *c)
@@ -972,13 +1261,18 @@ int wrk_client_run(struct wrk_client *c)
         if (stop_requested) {
             say_bye(c, "stopped by signal");
             fl_log(FL_LOG_INFO, "stopping on signal");
+            save_held_model(c);
             return WRK_EXIT_OK;
         }
         if (!c->welcomed) {
             if (!c->ever_welcomed && hello_limit_ns > 0 &&
                 fl_now_ns() - c->start_ns >= hello_limit_ns) {
                 fl_log(FL_LOG_ERR, "no welcome from %s within %u s: giving "
-                       "up", c->cfg->connect, c->cfg->hello_timeout_s);
+                       "up%s", c->cfg->connect, c->cfg->hello_timeout_s,
+                       c->handshake_ok || c->cfg->curve_key[0] == '\0'
+                           ? ""
+                           : " (no CURVE handshake completed: is "
+                             "--coordinator-key the coordinator's key?)");
                 return WRK_EXIT_NO_WELCOME;
             }
             if (fl_now_ns() >= c->hello_due_ns)
@@ -995,5 +1289,6 @@ int wrk_client_run(struct wrk_client *c)
         if (items[0].revents & ZMQ_POLLIN)
             drain_socket(c);
     }
+    save_held_model(c);
     return c->exit_code;
 }

@@ -11,11 +11,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fl_config.h"
+#include "common/fl_keys.h"
 #include "common/fl_util.h"
 #include "model/mdl_data.h"
 
 enum {
     OPT_CONNECT = 256,
+    OPT_CURVE_KEY,
+    OPT_COORDINATOR_KEY,
+    OPT_INSECURE,
     OPT_ID,
     OPT_STATE_DIR,
     OPT_DATA_DIR,
@@ -24,11 +29,14 @@ enum {
     OPT_SEED,
     OPT_MIN_SHARD,
     OPT_TRAIN_LIMIT,
+    OPT_SAVE_MODEL,
     OPT_DENSITY,
     OPT_TOPK,
     OPT_VALUES,
     OPT_CODEC,
     OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    OPT_CHECK_CONFIG,
     OPT_HELLO_TIMEOUT,
     OPT_MAX_MESSAGE,
     OPT_TEST_DELAY,
@@ -39,6 +47,9 @@ enum {
 
 static const struct option long_opts[] = {
     {"connect", required_argument, NULL, OPT_CONNECT},
+    {"curve-key", required_argument, NULL, OPT_CURVE_KEY},
+    {"coordinator-key", required_argument, NULL, OPT_COORDINATOR_KEY},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
     {"id", required_argument, NULL, OPT_ID},
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
@@ -47,11 +58,14 @@ static const struct option long_opts[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"min-shard", required_argument, NULL, OPT_MIN_SHARD},
     {"train-limit", required_argument, NULL, OPT_TRAIN_LIMIT},
+    {"save-model", required_argument, NULL, OPT_SAVE_MODEL},
     {"density", required_argument, NULL, OPT_DENSITY},
     {"topk", required_argument, NULL, OPT_TOPK},
     {"values", required_argument, NULL, OPT_VALUES},
     {"codec", required_argument, NULL, OPT_CODEC},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"test-delay-update", required_argument, NULL, OPT_TEST_DELAY},
@@ -75,6 +89,7 @@ void wrk_config_defaults(struct wrk_config *cfg)
     cfg->partition.min_shard = 1;
     cfg->shard = 0;
     cfg->log_level = FL_LOG_INFO;
+    cfg->log_format = FL_LOG_TEXT;
     cfg->max_message = WRK_DEFAULT_MAX_MESSAGE;
 }
 
@@ -88,8 +103,13 @@ void wrk_config_usage(FILE *f)
         "\n"
         "  --connect EP          coordinator endpoint (" WRK_DEFAULT_CONNECT
         ")\n"
+        "  --curve-key FILE      this device's key pair (fedcomp-keygen):\n"
+        "                        CURVE encryption and authentication\n"
+        "  --coordinator-key FILE  the coordinator's public key (.pub)\n"
+        "  --insecure            plaintext (needed when no keys are given)\n"
         "  --id ID               device id, 1-64 of [A-Za-z0-9._:-]\n"
-        "                        (default: random, kept in the state dir)\n"
+        "                        (default: the --curve-key file's name, or\n"
+        "                        random, kept in the state dir)\n"
         "  --state-dir DIR       private state, mode 0700\n"
         "                        (" WRK_DEFAULT_STATE_DIR ")\n"
         "  --data-dir DIR        Fashion-MNIST IDX files\n"
@@ -99,12 +119,18 @@ void wrk_config_usage(FILE *f)
         "  --seed S              partition seed, same on all devices (1)\n"
         "  --min-shard N         minimum samples per shard (1)\n"
         "  --train-limit N       use the first N training images (0 = all)\n"
+        "  --save-model FILE     save the model held at exit (the\n"
+        "                        coordinator's --save-broadcast-model)\n"
         "  --density D           local override, (0, 1]\n"
         "  --topk M              local override: exact | sampled\n"
         "  --values V            local override: fp32|fp16|bf16|int8\n"
         "  --codec C             local override: none|lz4|zstd[:LEVEL]\n"
         "                        (overrides apply only when the Task allows)\n"
+        "  --config FILE         read 'flag = value' lines from FILE first\n"
+        "                        (the command line wins)\n"
         "  --log-level L         debug|info|notice|warn|err (info)\n"
+        "  --log-format F        text | json (text)\n"
+        "  --check-config        print the effective settings and exit\n"
         "  --hello-timeout S     give up (exit 3) without a Welcome after S\n"
         "                        seconds (0 = wait forever)\n"
         "  --max-message BYTES   largest frame accepted (67108864)\n"
@@ -203,6 +229,16 @@ static enum fl_err apply_opt(struct wrk_config *cfg, int opt, const char *a,
     case OPT_CONNECT:
         *what = "need an endpoint such as tcp://host:port";
         return copy_str(cfg->connect, sizeof(cfg->connect), a);
+    case OPT_CURVE_KEY:
+        *what = "need a key file";
+        return copy_str(cfg->curve_key, sizeof(cfg->curve_key), a);
+    case OPT_COORDINATOR_KEY:
+        *what = "need a key file";
+        return copy_str(cfg->coordinator_key, sizeof(cfg->coordinator_key),
+                        a);
+    case OPT_INSECURE:
+        cfg->insecure = true;
+        return FL_OK;
     case OPT_ID:
         *what = "need 1-64 characters of [A-Za-z0-9._:-]";
         if (!wrk_device_id_valid(a))
@@ -231,6 +267,9 @@ static enum fl_err apply_opt(struct wrk_config *cfg, int opt, const char *a,
     case OPT_TRAIN_LIMIT:
         *what = "need an integer in [0, 60000]";
         return parse_u32(a, 0, 60000, &cfg->train_limit);
+    case OPT_SAVE_MODEL:
+        *what = "need a file path";
+        return copy_str(cfg->save_model, sizeof(cfg->save_model), a);
     case OPT_DENSITY:
         *what = "need a number in (0, 1]";
         if (fl_parse_double(a, 0.0, 1.0, &d) != FL_OK || d <= 0.0)
@@ -256,6 +295,12 @@ static enum fl_err apply_opt(struct wrk_config *cfg, int opt, const char *a,
         if (lvl < 0)
             return FL_ERR_INVALID_ARG;
         cfg->log_level = (enum fl_log_level)lvl;
+        return FL_OK;
+    case OPT_LOG_FORMAT:
+        *what = "need text or json";
+        if (strcmp(a, "text") != 0 && strcmp(a, "json") != 0)
+            return FL_ERR_INVALID_ARG;
+        cfg->log_format = a[0] == 'j' ? FL_LOG_JSON : FL_LOG_TEXT;
         return FL_OK;
     case OPT_HELLO_TIMEOUT:
         *what = "need seconds in [0, 86400]";
@@ -291,11 +336,12 @@ static const char *opt_name(int opt)
     return "?";
 }
 
-enum fl_err wrk_config_parse(struct wrk_config *cfg, int argc, char **argv,
-                             enum wrk_action *action, char *err,
-                             size_t errlen)
+static enum fl_err parse_expanded(struct wrk_config *cfg, int argc,
+                                  char **argv, enum wrk_action *action,
+                                  char *err, size_t errlen)
 {
     int opt = 0;
+    bool check = false;
     *action = WRK_ACTION_RUN;
     opterr = 0;
     optind = 0; /* GNU: full re-initialisation, so tests can parse twice */
@@ -307,6 +353,10 @@ enum fl_err wrk_config_parse(struct wrk_config *cfg, int argc, char **argv,
         if (opt == OPT_HELP || opt == OPT_VERSION) {
             *action = opt == OPT_HELP ? WRK_ACTION_HELP : WRK_ACTION_VERSION;
             return FL_OK;
+        }
+        if (opt == OPT_CHECK_CONFIG) {
+            check = true;
+            continue;
         }
         if (opt == '?' || opt == ':') {
             /* getopt has stepped past the offending element */
@@ -325,7 +375,100 @@ enum fl_err wrk_config_parse(struct wrk_config *cfg, int argc, char **argv,
         snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
         return FL_ERR_INVALID_ARG;
     }
+    if (check)
+        *action = WRK_ACTION_CHECK_CONFIG;
     return FL_OK;
+}
+
+enum fl_err wrk_config_parse(struct wrk_config *cfg, int argc, char **argv,
+                             enum wrk_action *action, char *err,
+                             size_t errlen)
+{
+    char **xargv = NULL;
+    int xargc = 0;
+    *action = WRK_ACTION_RUN;
+    if (fl_config_expand(argc, argv, long_opts, &xargc, &xargv, err,
+                         errlen) != FL_OK)
+        return FL_ERR_INVALID_ARG;
+    const enum fl_err rc = parse_expanded(cfg, xargc, xargv, action, err,
+                                          errlen);
+    fl_config_free_argv(xargc, xargv);
+    return rc;
+}
+
+/* ---- --check-config */
+
+static void print_opt_str(FILE *f, const char *key, const char *v)
+{
+    if (v[0] != '\0')
+        fprintf(f, "%s = %s\n", key, v);
+    else
+        fprintf(f, "# %s = (not set)\n", key);
+}
+
+static void print_overrides(const struct wrk_overrides *o, FILE *f)
+{
+    if (o->has_density)
+        fprintf(f, "density = %.9g\n", (double)o->density);
+    else
+        fputs("# density = (from the task)\n", f);
+    if (o->has_topk)
+        fprintf(f, "topk = %s\n", cmp_topk_method_name(o->topk));
+    else
+        fputs("# topk = (from the task)\n", f);
+    if (o->has_values)
+        fprintf(f, "values = %s\n", cmp_value_coding_name(o->values));
+    else
+        fputs("# values = (from the task)\n", f);
+    if (!o->has_codec)
+        fputs("# codec = (from the task)\n", f);
+    else if (o->codec == CMP_CODEC_ZSTD && o->level != 0)
+        fprintf(f, "codec = zstd:%d\n", o->level);
+    else
+        fprintf(f, "codec = %s\n", cmp_codec_name(o->codec));
+}
+
+void wrk_config_print(const struct wrk_config *cfg, FILE *f)
+{
+    static const char *const levels[] = {"debug", "info", "notice", "warn",
+                                         "err", "err"};
+    const struct mdl_partition_config *p = &cfg->partition;
+    fputs("# " WRK_VERSION_STRING " effective settings\n", f);
+    print_opt_str(f, "connect", cfg->connect);
+    print_opt_str(f, "curve-key", cfg->curve_key);
+    print_opt_str(f, "coordinator-key", cfg->coordinator_key);
+    fprintf(f, "insecure = %s\n", cfg->insecure ? "true" : "false");
+    print_opt_str(f, "id", cfg->id);
+    print_opt_str(f, "state-dir", cfg->state_dir);
+    print_opt_str(f, "data-dir", cfg->data_dir);
+    if (p->kind == MDL_PARTITION_DIRICHLET) {
+        char a[40]; /* the shortest text that reads back the same */
+        snprintf(a, sizeof(a), "%.15g", p->alpha);
+        if (strtod(a, NULL) != p->alpha)
+            snprintf(a, sizeof(a), "%.17g", p->alpha);
+        fprintf(f, "partition = dirichlet:%s\n", a);
+    } else
+        fputs("partition = iid\n", f);
+    fprintf(f, "shard = %u/%u\n", cfg->shard, p->nshards);
+    fprintf(f, "seed = %" PRIu64 "\n", p->seed);
+    fprintf(f, "min-shard = %u\n", p->min_shard);
+    fprintf(f, "train-limit = %u\n", cfg->train_limit);
+    print_opt_str(f, "save-model", cfg->save_model);
+    print_overrides(&cfg->overrides, f);
+    fprintf(f, "log-level = %s\n",
+            (unsigned)cfg->log_level < FL_ARRAY_LEN(levels)
+                ? levels[cfg->log_level]
+                : "info");
+    fprintf(f, "log-format = %s\n",
+            cfg->log_format == FL_LOG_JSON ? "json" : "text");
+    fprintf(f, "hello-timeout = %u\n", cfg->hello_timeout_s);
+    fprintf(f, "max-message = %zu\n", cfg->max_message);
+    if (cfg->has_test_delay)
+        fprintf(f, "test-delay-update = %" PRIu64 ":%u\n",
+                cfg->test_delay_round, cfg->test_delay_ms);
+    if (cfg->has_test_exit)
+        fprintf(f, "test-exit-at-round = %" PRIu64 "\n",
+                cfg->test_exit_round);
 }
 
 static enum fl_err random_id(char *out, size_t cap)
@@ -370,6 +513,10 @@ enum fl_err wrk_config_device_id(struct wrk_config *cfg, bool *created,
     }
     if (cfg->id[0] != '\0')
         return FL_OK;
+    if (cfg->curve_key[0] != '\0' &&
+        fl_keys_name_from_path(cfg->curve_key, cfg->id, sizeof(cfg->id)) ==
+            FL_OK)
+        return FL_OK;
     snprintf(path, sizeof(path), "%s/device-id", cfg->state_dir);
     rc = fl_file_read(path, 256, &data, &len);
     if (rc == FL_OK) {
@@ -402,5 +549,31 @@ enum fl_err wrk_config_device_id(struct wrk_config *cfg, bool *created,
         return rc;
     }
     *created = true;
+    return FL_OK;
+}
+
+enum fl_err wrk_config_check_security(const struct wrk_config *cfg,
+                                      char *err, size_t errlen)
+{
+    const bool key = cfg->curve_key[0] != '\0';
+    const bool coord = cfg->coordinator_key[0] != '\0';
+    if (cfg->insecure && (key || coord)) {
+        snprintf(err, errlen, "--insecure cannot be combined with "
+                 "--curve-key or --coordinator-key");
+        return FL_ERR_INVALID_ARG;
+    }
+    if (key != coord) {
+        snprintf(err, errlen, "%s needs %s too (docs/security.md)",
+                 key ? "--curve-key" : "--coordinator-key",
+                 key ? "--coordinator-key FILE" : "--curve-key FILE");
+        return FL_ERR_INVALID_ARG;
+    }
+    if (!key && !cfg->insecure) {
+        snprintf(err, errlen, "refusing to connect without encryption: give "
+                 "--curve-key FILE and --coordinator-key FILE (make keys "
+                 "with fedcomp-keygen, docs/security.md), or --insecure for "
+                 "plaintext on a trusted network");
+        return FL_ERR_INVALID_ARG;
+    }
     return FL_OK;
 }

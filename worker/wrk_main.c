@@ -51,7 +51,21 @@ int main(int argc, char **argv)
         puts(WRK_VERSION_STRING);
         return WRK_EXIT_OK;
     }
+    if (action == WRK_ACTION_CHECK_CONFIG) {
+        /* everything a start would refuse, the security policy too */
+        if (wrk_config_check_security(&cfg, err, sizeof(err)) != FL_OK) {
+            fprintf(stderr, "fedcomp-worker: %s\n", err);
+            return WRK_EXIT_USAGE;
+        }
+        wrk_config_print(&cfg, stdout);
+        return WRK_EXIT_OK;
+    }
+    if (wrk_config_check_security(&cfg, err, sizeof(err)) != FL_OK) {
+        fprintf(stderr, "fedcomp-worker: %s\n", err);
+        return WRK_EXIT_USAGE;
+    }
     fl_log_set_level(cfg.log_level);
+    fl_log_set_format(cfg.log_format);
     if (wrk_config_device_id(&cfg, &created, err, sizeof(err)) != FL_OK) {
         fl_log(FL_LOG_ERR, "%s", err);
         return WRK_EXIT_ERROR;

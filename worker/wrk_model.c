@@ -4,6 +4,7 @@
  */
 #include "worker/wrk_model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -204,6 +205,37 @@ enum fl_err wrk_model_apply(struct cmp_ctx *ctx, struct wrk_held_model *m,
     if (rc != FL_OK)
         return rc;
     m->have = true;
+    m->version = version;
+    return FL_OK;
+}
+
+enum fl_err wrk_model_apply_delta(struct cmp_ctx *ctx,
+                                  struct wrk_held_model *m,
+                                  const struct pb_tensor *t,
+                                  uint64_t base_version, uint64_t version)
+{
+    struct cmp_meta meta;
+    const struct cmp_limits lim = {m->dim, 0, 0};
+    const uint32_t *idx = NULL;
+    const float *val = NULL;
+    size_t k = 0;
+
+    if (!m->have || base_version != m->version)
+        return FL_ERR_NOT_FOUND;
+    if (t->dimension != m->dim)
+        return FL_ERR_DIMENSION;
+    wrk_meta_from_pb(t, false, &meta);
+    const enum fl_err rc = cmp_sparse_decode(ctx, &meta, t->payload,
+                                             t->payload_len, &lim, &idx,
+                                             &val, &k);
+    if (rc != FL_OK)
+        return rc;
+    for (size_t i = 0; i < k; i++) {
+        if (!isfinite(m->w[idx[i]] + val[i]))
+            return FL_ERR_NONFINITE;
+    }
+    /* the coordinator's operation on its broadcast model, exactly */
+    cmp_scatter_add(m->w, idx, val, k, 1.0f);
     m->version = version;
     return FL_OK;
 }

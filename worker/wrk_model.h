@@ -1,8 +1,9 @@
 /*
  * wrk_model.h - the worker's view of the global model: derive the MLP from
  * the layout a Welcome carries, check that the trainer we built has exactly
- * that layout, and apply the dense model tensor of a Task (full or XOR
- * delta against the version held).
+ * that layout, and apply the model of a Task: the dense tensor (full or
+ * XOR delta against the version held) or the sparse delta of a lossy
+ * downlink.
  *
  * The coordinator decides the architecture. A layout is accepted when it is
  * a chain of linear layers: pairs "<p>.weight" [out, in] and "<p>.bias"
@@ -59,6 +60,18 @@ struct wrk_held_model {
  * w unchanged and `have` as it was. ctx is a decode context. */
 enum fl_err wrk_model_apply(struct cmp_ctx *ctx, struct wrk_held_model *m,
                             const struct pb_tensor *t, uint64_t version);
+
+/* Apply a Task's sparse model delta (lossy downlink, docs/protocol.md):
+ * the held model must be base_version, else FL_ERR_NOT_FOUND and nothing
+ * changes. Each decoded entry is added with one float addition
+ * (cmp_scatter_add, weight 1), exactly as the coordinator advanced its
+ * broadcast model, so the result equals that model bit for bit. Decode
+ * errors, and a sum that would not be finite (FL_ERR_NONFINITE), leave w
+ * and the version unchanged. On success the held model is `version`. */
+enum fl_err wrk_model_apply_delta(struct cmp_ctx *ctx,
+                                  struct wrk_held_model *m,
+                                  const struct pb_tensor *t,
+                                  uint64_t base_version, uint64_t version);
 
 /* cmp_meta of a wire tensor (codings converted by value). */
 void wrk_meta_from_pb(const struct pb_tensor *t, bool dense,

@@ -437,3 +437,71 @@ void wrk_update_reset(struct wrk_update *w)
     w->velocity_dirty = false;
     w->pending = false;
 }
+
+void wrk_update_export(const struct wrk_update *w,
+                       struct wrk_update_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->residual = w->residual;
+    st->velocity = w->velocity_dirty ? w->velocity : NULL;
+    st->pending = w->pending;
+    if (!w->pending)
+        return;
+    st->pending_ef = w->pending_ef;
+    st->pending_round = w->pending_round;
+    st->pending_k = w->pending_k;
+    st->pending_idx = w->idx;
+    st->pending_val = w->val;
+}
+
+static enum fl_err check_import(const struct wrk_update *w,
+                                const struct wrk_update_state *st)
+{
+    double norm = 0.0;
+    if (st->residual == NULL)
+        return FL_ERR_INVALID_ARG;
+    if (!norm_finite(st->residual, w->dim, &norm) ||
+        (st->velocity != NULL && !norm_finite(st->velocity, w->dim, &norm)))
+        return FL_ERR_NONFINITE;
+    if (!st->pending)
+        return FL_OK;
+    if (st->pending_k == 0 || st->pending_k > w->dim ||
+        st->pending_idx == NULL || st->pending_val == NULL)
+        return FL_ERR_INVALID_ARG;
+    for (size_t i = 0; i < st->pending_k; i++) {
+        if (st->pending_idx[i] >= w->dim)
+            return FL_ERR_INDEX_RANGE;
+    }
+    if (!norm_finite(st->pending_val, st->pending_k, &norm))
+        return FL_ERR_NONFINITE;
+    return FL_OK;
+}
+
+enum fl_err wrk_update_import(struct wrk_update *w,
+                              const struct wrk_update_state *st)
+{
+    const size_t n = w->dim;
+    FL_FORWARD_ERR(check_import(w, st));
+    if (st->pending)
+        FL_FORWARD_ERR(ensure_cap(w, st->pending_k));
+    if (st->velocity != NULL && w->velocity == NULL) {
+        w->velocity = fl_calloc(n, sizeof(float));
+        if (w->velocity == NULL)
+            return FL_ERR_NOMEM;
+    }
+    memcpy(w->residual, st->residual, n * sizeof(float));
+    if (st->velocity != NULL)
+        memcpy(w->velocity, st->velocity, n * sizeof(float));
+    else if (w->velocity != NULL)
+        memset(w->velocity, 0, n * sizeof(float));
+    w->velocity_dirty = st->velocity != NULL;
+    w->pending = st->pending;
+    if (!st->pending)
+        return FL_OK;
+    memcpy(w->idx, st->pending_idx, st->pending_k * sizeof(uint32_t));
+    memcpy(w->val, st->pending_val, st->pending_k * sizeof(float));
+    w->pending_ef = st->pending_ef;
+    w->pending_round = st->pending_round;
+    w->pending_k = st->pending_k;
+    return FL_OK;
+}

@@ -146,4 +146,30 @@ double wrk_update_residual_norm(const struct wrk_update *w);
 /* Zero residual and velocity and forget the pending update. */
 void wrk_update_reset(struct wrk_update *w);
 
+/* The state that survives a worker restart (worker/wrk_state.h): views
+ * into a struct wrk_update from wrk_update_export(), or caller data for
+ * wrk_update_import(). */
+struct wrk_update_state {
+    const float *residual;         /* dim floats */
+    const float *velocity;         /* dim floats; NULL = none (zeros) */
+    bool pending;                  /* an update awaits its fate */
+    bool pending_ef;               /* it was built with error feedback */
+    uint64_t pending_round;
+    size_t pending_k;
+    const uint32_t *pending_idx;   /* pending_k indices < dim */
+    const float *pending_val;      /* the values sent (quantized) */
+};
+
+/* Views of w's residual, velocity (NULL while unused) and pending update,
+ * valid until the next call that changes w. */
+void wrk_update_export(const struct wrk_update *w,
+                       struct wrk_update_state *st);
+
+/* Replace w's residual, velocity and pending update with copies of st's.
+ * FL_ERR_INVALID_ARG (no residual, pending_k 0 or > dim with pending),
+ * FL_ERR_INDEX_RANGE (an index >= dim), FL_ERR_NONFINITE (NaN/Inf
+ * anywhere), FL_ERR_NOMEM: w is unchanged then. */
+enum fl_err wrk_update_import(struct wrk_update *w,
+                              const struct wrk_update_state *st);
+
 #endif /* WRK_UPDATE_H */

@@ -21,6 +21,12 @@ FL_WATCHDOG=${FL_WATCHDOG:-120}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# Security flags fl_coord and fl_worker put before the test's own: plaintext
+# on loopback by default (both programs refuse plaintext unless asked);
+# test_security.sh empties them and passes CURVE keys instead.
+FL_COORD_SECURITY=(--insecure)
+FL_WORKER_SECURITY=(--insecure)
+
 FL_PIDS=()
 FL_TMP=$(mktemp -d "${TMPDIR:-/tmp}/fedcomp-it.XXXXXX")
 FL_FAILED=0
@@ -90,7 +96,8 @@ fl_coord() {
     timeout -s TERM "$FL_WATCHDOG" "$FL_BIN/fedcomp-coordinator" \
         --bind "${FL_BIND:-tcp://127.0.0.1:*}" \
         --endpoint-file "$dir/endpoint" \
-        --report-dir "$dir/report" --data-dir "$FL_DATA" "$@" \
+        --report-dir "$dir/report" --data-dir "$FL_DATA" \
+        "${FL_COORD_SECURITY[@]}" "$@" \
         >"$dir/coord.out" 2>"$dir/coord.log" &
     FL_COORD_PID=$!
     FL_PIDS+=("$FL_COORD_PID")
@@ -113,7 +120,8 @@ fl_worker() {
     shift 3
     timeout -s TERM "$FL_WATCHDOG" "$FL_BIN/fedcomp-worker" \
         --connect "$FL_EP" --id "w$i" --state-dir "$dir/state-w$i" \
-        --data-dir "$FL_DATA" --shard "$i/$n" --hello-timeout 60 "$@" \
+        --data-dir "$FL_DATA" --shard "$i/$n" --hello-timeout 60 \
+        "${FL_WORKER_SECURITY[@]}" "$@" \
         >"$dir/w$i.out" 2>"$dir/w$i.log" &
     FL_PIDS+=("$!")
     FL_WORKER_PIDS+=("$!")

@@ -414,6 +414,168 @@ static void test_density_schedule(void **state)
     assert_string_equal(buf, "none");
 }
 
+/* The settings printed by --check-config, as one string (caller frees). */
+static char *printed(const struct coord_config *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    coord_config_print(cfg, f);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static void test_metrics_flags(void **state)
+{
+    static const struct {
+        const char *line;
+        const char *in_err;   /* NULL: accepted */
+    } cases[] = {
+        {"--metrics-bind 127.0.0.1:9464", NULL},
+        {"--metrics-bind :0 --metrics-port-file /tmp/p", NULL},
+        {"--metrics-port-file /tmp/p", "--metrics-bind"},
+        {"--metrics-bind=", "--metrics-bind"},
+        {"--metrics-bind :0 --metrics-port-file=", "--metrics-port-file"},
+    };
+    struct coord_config c = {0};
+    enum coord_action a;
+    char err[256];
+    (void)state;
+    for (size_t i = 0; i < FL_ARRAY_LEN(cases); i++) {
+        const enum fl_err rc = parse_line(cases[i].line, &c, &a, err,
+                                          sizeof(err));
+        if (cases[i].in_err == NULL) {
+            assert_int_equal(rc, FL_OK);
+            assert_non_null(c.metrics_bind);
+            continue;
+        }
+        assert_int_equal(rc, FL_ERR_INVALID_ARG);
+        if (strstr(err, cases[i].in_err) == NULL)
+            fail_msg("'%s': error '%s' lacks '%s'", cases[i].line, err,
+                     cases[i].in_err);
+    }
+    assert_int_equal(parse_line("--metrics-bind :0 --metrics-port-file /tmp/p",
+                                &c, &a, err, sizeof(err)),
+                     FL_OK);
+    assert_string_equal(c.metrics_bind, ":0");
+    assert_string_equal(c.metrics_port_file, "/tmp/p");
+    assert_int_equal(parse_line("", &c, &a, err, sizeof(err)), FL_OK);
+    assert_null(c.metrics_bind); /* off by default */
+    assert_null(c.metrics_port_file);
+    coord_config_release(&c);
+}
+
+/* --check-config validates like a run, and what it prints is a config
+ * file that gives the same settings again. */
+static void test_check_config(void **state)
+{
+    static const char *const lines[] = {
+        "",
+        "--rounds 7 --density 0.001 --values int8 --codec lz4 --per-tensor",
+        "--lr 0.1234567890123 --momentum-correction --hidden 64,32,16",
+        "--report-dir /tmp/r --metrics-bind 127.0.0.1:0 --log-format json",
+        "--error-feedback off --quorum 1 --wait-timeout 0 --codec zstd:9",
+    };
+    struct coord_config c = {0};
+    enum coord_action a;
+    char err[256], line[128];
+    char path[] = "/tmp/test_coord_check.XXXXXX";
+    (void)state;
+    assert_int_equal(parse_line("--check-config --density 5", &c, &a, err,
+                                sizeof(err)),
+                     FL_ERR_INVALID_ARG);
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    for (size_t i = 0; i < FL_ARRAY_LEN(lines); i++) {
+        snprintf(line, sizeof(line), "--check-config %s", lines[i]);
+        assert_int_equal(parse_line(line, &c, &a, err, sizeof(err)), FL_OK);
+        assert_int_equal(a, COORD_ACTION_CHECK_CONFIG);
+        char *first = printed(&c);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(first, f);
+        assert_int_equal(fclose(f), 0);
+        snprintf(line, sizeof(line), "--config %s", path);
+        if (parse_line(line, &c, &a, err, sizeof(err)) != FL_OK)
+            fail_msg("'%s': printed settings do not parse: %s", lines[i],
+                     err);
+        assert_int_equal(a, COORD_ACTION_RUN);
+        char *second = printed(&c);
+        assert_string_equal(first, second);
+        free(first);
+        free(second);
+    }
+    assert_int_equal(parse_line("--lr 0.1234567890123", &c, &a, err,
+                                sizeof(err)),
+                     FL_OK);
+    char *text = printed(&c);
+    assert_non_null(strstr(text, "\nlr = 0.1234567890123\n"));
+    assert_non_null(strstr(text, "\n# report-dir = (not set)\n"));
+    free(text);
+    unlink(path);
+    coord_config_release(&c);
+}
+
+/* docs/security.md: keys both or --insecure, and the admission flags */
+static void test_security_flags(void **state)
+{
+    (void)state;
+    struct coord_config c;
+    enum coord_action a;
+    char err[256];
+    coord_config_defaults(&c);
+    assert_null(c.curve_secret);
+    assert_null(c.authorized_keys);
+    assert_false(c.insecure);
+    assert_int_equal(c.max_devices_connected, 10000);
+    assert_true(c.max_msg_rate == 50 && c.max_msg_burst == 100);
+    static const struct {
+        const char *line;
+        bool ok;
+        const char *msg;
+    } cases[] = {
+        {"", false, "refusing to run without encryption"},
+        {"--insecure", true, ""},
+        {"--curve-secret c.key --authorized-keys keys", true, ""},
+        {"--curve-secret c.key", false, "--curve-secret needs"},
+        {"--authorized-keys keys", false, "--authorized-keys needs"},
+        {"--insecure --curve-secret c.key --authorized-keys keys", false,
+         "cannot be combined"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(parse_line(cases[i].line, &c, &a, err, sizeof(err)),
+                         FL_OK);
+        err[0] = '\0';
+        const enum fl_err rc = coord_config_check_security(&c, err,
+                                                           sizeof(err));
+        if ((rc == FL_OK) != cases[i].ok)
+            fail_msg("'%s': %d (%s)", cases[i].line, rc, err);
+        assert_non_null(strstr(err, cases[i].msg));
+    }
+    assert_int_equal(parse_line("--curve-secret c.key --authorized-keys keys "
+                                "--max-devices-connected 7 --max-msg-rate "
+                                "0.5 --max-msg-burst 3",
+                                &c, &a, err, sizeof(err)),
+                     FL_OK);
+    assert_string_equal(c.curve_secret, "c.key");
+    assert_string_equal(c.authorized_keys, "keys");
+    assert_int_equal(c.max_devices_connected, 7);
+    assert_true(c.max_msg_rate == 0.5 && c.max_msg_burst == 3);
+    static const char *const bad[] = {
+        "--max-devices-connected 0", "--max-devices-connected 65537",
+        "--max-msg-rate -1", "--max-msg-rate x", "--max-msg-burst 0.5",
+        "--curve-secret=", "--authorized-keys=",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (parse_line(bad[i], &c, &a, err, sizeof(err)) !=
+            FL_ERR_INVALID_ARG)
+            fail_msg("'%s' was accepted", bad[i]);
+    }
+    coord_config_release(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +586,9 @@ int main(void)
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_density_schedule),
+        cmocka_unit_test(test_metrics_flags),
+        cmocka_unit_test(test_check_config),
+        cmocka_unit_test(test_security_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

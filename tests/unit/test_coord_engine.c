@@ -223,10 +223,17 @@ static size_t count_to(const struct harness *h, uint8_t rid)
     return n;
 }
 
+/* The CURVE User-Id that feed() gives messages; NULL = plaintext. */
+static const char *feed_user;
+
 static void feed(struct harness *h, uint8_t rid, const uint8_t *buf,
                  size_t len)
 {
-    coord_engine_on_message(h->e, &rid, 1, buf, len, 0, 0, h->now);
+    if (feed_user != NULL)
+        coord_engine_on_message_auth(h->e, &rid, 1, feed_user, buf, len, 0,
+                                     0, h->now);
+    else
+        coord_engine_on_message(h->e, &rid, 1, buf, len, 0, 0, h->now);
 }
 
 static size_t feed_env(struct harness *h, uint8_t rid,
@@ -453,9 +460,10 @@ static void test_round_commits_weighted_mean(void **state)
 static void test_every_reject_code(void **state)
 {
     (void)state;
+    /* --penalty-after 0: members here earn several refusals in a row */
     struct harness *h = harness_new("--min-devices 5 --max-devices 5 "
                                     "--density 0.25 --max-samples 1000 "
-                                    "--quorum 0", false);
+                                    "--quorum 0 --penalty-after 0", false);
     float held[8][DIM];
     static const uint32_t idx[6] = {0, 2, 4, 6, 8, 10};
     static const float val[6] = {1, 1, 1, 1, 1, 1};
@@ -883,9 +891,12 @@ static void test_codec_fallback_for_device(void **state)
 static void test_hostile_bytes(void **state)
 {
     (void)state;
+    /* the penalty box would keep both devices out (test_coord_guard.c
+     * covers it) */
     struct harness *h = harness_new("--min-devices 2 --density 0.25 "
                                     "--round-timeout 1 --rounds 50 "
-                                    "--max-attempts 1000", false);
+                                    "--max-attempts 1000 --penalty-after 0",
+                                    false);
     float held[3][DIM];
     static const uint32_t idx[6] = {0, 3, 6, 9, 12, 15};
     static const float val[6] = {0.5f, -0.5f, 1, -1, 2, -2};
@@ -965,6 +976,128 @@ static void test_hostile_bytes(void **state)
     harness_free(h);
 }
 
+/* ---- identity from CURVE keys, admission (docs/security.md) */
+
+/* Hello as `user` (a key's name) saying device_id `said`; returns the id
+ * the Welcome gives, or NULL when there is none. */
+static const char *hello_as(struct harness *h, uint8_t rid, const char *user,
+                            const char *said)
+{
+    struct pb_envelope env = {.version = 1, .body = PB_BODY_HELLO};
+    env.hello.device_id = said;
+    env.hello.n_samples = 100;
+    feed_user = user;
+    feed_env(h, rid, &env);
+    feed_user = NULL;
+    const struct pb_envelope *w = take(h, rid, PB_BODY_WELCOME, NULL);
+    return w != NULL ? w->welcome.device_id : NULL;
+}
+
+static void test_identity_from_key(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new("--min-devices 2 --round-timeout 10",
+                                    false);
+    const struct coord_devtab *t = coord_engine_devices(h->e);
+    float held1[DIM], held2[DIM];
+    static const uint32_t idx[] = {1, 5, 7};
+    static const float val[] = {0.5f, -1.0f, 2.0f};
+    /* the key names the device, whatever the Hello says */
+    assert_string_equal(hello_as(h, 1, "w0", "w0"), "w0");
+    assert_string_equal(hello_as(h, 2, "mallory", "w0"), "mallory");
+    const struct coord_device *w0 = coord_devtab_by_id(t, "w0");
+    assert_non_null(w0);
+    assert_int_equal(w0->rid_len, 1);
+    assert_int_equal(w0->rid[0], 1);   /* not evicted */
+    assert_int_equal(coord_devtab_connected(t), 2);
+    assert_null(coord_devtab_by_id(t, "w9"));
+
+    coord_engine_tick(h->e, h->now);
+    assert_non_null(take_task(h, 1, held1));
+    assert_non_null(take_task(h, 2, held2));
+    /* a connection of mallory's key on w0's routing id (a peer may choose
+     * its routing id) is not w0: its update comes from nobody */
+    feed_user = "mallory";
+    send_update(h, 1, 1, 100, idx, val, 3);
+    feed_user = NULL;
+    assert_int_equal(take_reject(h, 1)->code, FL_ERR_UNKNOWN_DEVICE);
+    assert_int_equal(w0->rstate, COORD_RS_TASKED);
+    /* the real owners' updates count */
+    feed_user = "w0";
+    send_update(h, 1, 1, 100, idx, val, 3);
+    feed_user = "mallory";
+    send_update(h, 2, 1, 100, idx, val, 3);
+    feed_user = NULL;
+    assert_int_equal(count_to(h, 1) + count_to(h, 2), 0);   /* no reject */
+    coord_engine_tick(h->e, h->now);
+    const struct coord_round_row *row = coord_engine_last_row(h->e);
+    assert_int_equal(row->round, 1);
+    assert_int_equal(row->reported, 2);
+    assert_true(row->committed);
+    /* a key reconnecting from a new routing id replaces its old one */
+    assert_string_equal(hello_as(h, 3, "w0", "w0"), "w0");
+    assert_int_equal(w0->rid[0], 3);
+    assert_int_equal(coord_devtab_connected(t), 2);
+    /* plaintext: the Hello's id, as before */
+    assert_string_equal(hello_as(h, 4, NULL, "w9"), "w9");
+    harness_free(h);
+}
+
+static bool allow_only_w0(void *ctx, const char *id)
+{
+    (void)ctx;
+    return strcmp(id, "w0") == 0;
+}
+
+static void test_admission_full_and_revoke(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new("--min-devices 5 --max-devices-connected "
+                                    "2 --rounds 1 --round-timeout 1",
+                                    false);
+    const struct coord_devtab *t = coord_engine_devices(h->e);
+    struct pb_envelope bye = {.version = 1, .body = PB_BODY_BYE};
+    assert_string_equal(hello_as(h, 1, "w0", "w0"), "w0");
+    assert_string_equal(hello_as(h, 2, "w1", "w1"), "w1");
+    /* full: a third device is refused with 51, and not added */
+    assert_null(hello_as(h, 3, "w2", "w2"));
+    assert_int_equal(take_reject(h, 3)->code, FL_ERR_FULL);
+    assert_null(coord_devtab_by_id(t, "w2"));
+    /* a connected device reconnecting is let in (it replaces itself) */
+    assert_string_equal(hello_as(h, 4, "w1", "w1"), "w1");
+    assert_int_equal(coord_devtab_connected(t), 2);
+    /* one leaves: now w2 fits */
+    feed_user = "w1";
+    feed_env(h, 4, &bye);
+    feed_user = NULL;
+    assert_string_equal(hello_as(h, 3, "w2", "w2"), "w2");
+    assert_int_equal(coord_devtab_connected(t), 2);
+
+    /* keys revoked: every connected device but w0 gets a Bye and is
+     * forgotten */
+    assert_int_equal(coord_engine_revoke(h->e, allow_only_w0, NULL), 1);
+    const struct pb_envelope *b = take(h, 3, PB_BODY_BYE, NULL);
+    assert_non_null(b);
+    assert_string_equal(b->bye.reason, "key revoked");
+    assert_null(take(h, 1, PB_BODY_BYE, NULL));
+    assert_int_equal(coord_devtab_connected(t), 1);
+    assert_int_equal(coord_devtab_by_id(t, "w2")->rid_len, 0);
+    assert_int_equal(coord_engine_revoke(h->e, allow_only_w0, NULL), 0);
+
+    /* transport counters land in the next row and the summary */
+    coord_engine_count_admission(h->e, 3, 5);
+    coord_engine_count_admission(h->e, 1, 0);
+    struct coord_summary sum;
+    coord_engine_summary(h->e, h->now, &sum);
+    assert_int_equal(sum.refused_handshakes, 4);
+    assert_int_equal(sum.rate_limited, 5);
+    coord_engine_stop(h->e, h->now);
+    coord_engine_summary(h->e, h->now, &sum);
+    assert_int_equal(sum.refused_handshakes, 4);
+    assert_int_equal(sum.rate_limited, 5);
+    harness_free(h);
+}
+
 int main(void)
 {
     fl_log_init("test", NULL);
@@ -979,6 +1112,8 @@ int main(void)
         cmocka_unit_test(test_unreachable_bye_and_rehello),
         cmocka_unit_test(test_codec_fallback_for_device),
         cmocka_unit_test(test_hostile_bytes),
+        cmocka_unit_test(test_identity_from_key),
+        cmocka_unit_test(test_admission_full_and_revoke),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,6 +44,7 @@ static const struct pb_compress_cfg compress_full = {
     .density = 0.01f, .topk = 2, .values = 2, .codec = 3, .level = -5,
     .error_feedback = true, .momentum_correction = true, .clip_norm = 5.5f,
     .per_tensor = true, .max_update_bytes = 1u << 20,
+    .momentum_factor = 0.75f,
 };
 
 static struct pb_envelope hello_full(void)
@@ -97,7 +98,13 @@ static struct pb_envelope task_full(void)
                   .lr = 0.05f, .momentum = 0.9f, .seed = 123456789},
         .compress = compress_full,
         .timeout_ms = 30000, .last_update = PB_UPDATE_NOT_USED,
-        .last_update_round = 8, .allow_overrides = true};
+        .last_update_round = 8, .allow_overrides = true,
+        .has_model_delta = true,
+        .model_delta = {.dimension = 6, .k = 2, .index_coding = 1,
+                        .value_coding = 2, .codec = 3, .raw_size = 6,
+                        .checksum = 0x9abcdef0, .payload = payload_a,
+                        .payload_len = 12},
+        .model_delta_base = 7};
     return e;
 }
 
@@ -389,7 +396,17 @@ static void test_full_fields_read_back(void **state)
     assert_memory_equal(e->task.model.payload, payload_a, sizeof(payload_a));
     assert_true(e->task.train.lr == 0.05f);
     assert_int_equal(e->task.compress.level, -5);
+    assert_true(e->task.compress.momentum_factor == 0.75f);
     assert_int_equal(e->task.last_update, PB_UPDATE_NOT_USED);
+    /* the lossy-downlink delta is a sparse tensor with its base */
+    assert_true(e->task.has_model_delta);
+    assert_int_equal(e->task.model_delta.k, 2);
+    assert_int_equal(e->task.model_delta.index_coding, 1);
+    assert_int_equal(e->task.model_delta.value_coding, 2);
+    assert_int_equal(e->task.model_delta.payload_len, 12);
+    assert_memory_equal(e->task.model_delta.payload, payload_a, 12);
+    assert_false(e->task.model_delta.has_base_version);
+    assert_int_equal(e->task.model_delta_base, 7);
     pb_msg_destroy(&msg);
 
     e = unpack_fixture(update_full, &msg);
@@ -428,6 +445,9 @@ static void test_optional_fields_absent(void **state)
     assert_false(e->task.allow_overrides);
     assert_false(e->task.model.has_base_version);
     assert_int_equal(e->task.model.payload_len, 0);
+    assert_false(e->task.has_model_delta);
+    assert_int_equal(e->task.model_delta_base, 0);
+    assert_true(e->task.compress.momentum_factor == 0.0f);
     pb_msg_destroy(&msg);
 
     e = unpack_fixture(update_min, &msg);
@@ -898,6 +918,60 @@ static void test_hand_made_messages(void **state)
 }
 
 /* Enum numbers the .proto does not know pass through; receivers judge. */
+/* A Task by hand: the dense placeholder model, empty settings, and a
+ * sparse model_delta with or without its base version. */
+static void wb_task_with_delta(struct wb *w, bool with_base)
+{
+    static struct wb task, dense, sparse, empty;
+    dense.n = 0;
+    wb_u64(&dense, 1, 6);
+    wb_u64(&dense, 2, 1);
+    wb_u64(&dense, 3, 1);
+    wb_u64(&dense, 4, 0);
+    wb_u64(&dense, 5, 0);
+    wb_bytes(&dense, 6, "", 0);
+    sparse.n = 0;
+    for (unsigned f = 1; f <= 7; f++)
+        wb_u64(&sparse, f, f == 2 ? 2 : 1);
+    wb_bytes(&sparse, 8, "ab", 2);
+    empty.n = 0;
+    task.n = 0;
+    wb_u64(&task, 1, 3);
+    wb_u64(&task, 2, 1);
+    wb_u64(&task, 3, 5);
+    wb_msg(&task, 4, &dense);
+    wb_msg(&task, 5, &empty);
+    wb_msg(&task, 6, &empty);
+    wb_u64(&task, 7, 1000);
+    wb_msg(&task, 11, &sparse);
+    if (with_base)
+        wb_u64(&task, 12, 4);
+    wb_envelope(w, 1, 12, &task);
+}
+
+static void test_task_model_delta(void **state)
+{
+    static struct wb w;
+    struct pb_msg *msg = NULL;
+    const struct pb_envelope *e = NULL;
+    (void)state;
+
+    wb_task_with_delta(&w, true);
+    assert_int_equal(unpack_check(w.b, w.n, &lim_default, &msg, &e), FL_OK);
+    assert_true(e->task.has_model_delta);
+    assert_int_equal(e->task.model_delta_base, 4);
+    assert_int_equal(e->task.model_delta.dimension, 1);
+    assert_int_equal(e->task.model_delta.k, 2);
+    assert_int_equal(e->task.model_delta.payload_len, 2);
+    assert_int_equal(e->task.model_version, 5);
+    /* an old sender's settings carry no factor: it reads as 0 */
+    assert_true(e->task.compress.momentum_factor == 0.0f);
+    pb_msg_destroy(&msg);
+    /* a delta without the version it applies to is unusable */
+    wb_task_with_delta(&w, false);
+    expect_wb(&w, FL_ERR_MISSING_FIELD);
+}
+
 static void test_unknown_enum_values_pass_through(void **state)
 {
     struct wb w, sub, delta;
@@ -1193,6 +1267,7 @@ static void rand_compress(struct fl_rng *r, struct pb_compress_cfg *c)
     c->clip_norm = rand_float(r);
     c->per_tensor = fl_rng_below(r, 2);
     c->max_update_bytes = rand_u64(r);
+    c->momentum_factor = rand_float(r);
 }
 
 static void rand_welcome(struct fl_rng *r, struct rand_store *st,
@@ -1254,6 +1329,13 @@ static void rand_envelope(struct fl_rng *r, struct rand_store *st,
         e->task.last_update = (uint32_t)fl_rng_below(r, 5);
         e->task.last_update_round = rand_u64(r);
         e->task.allow_overrides = fl_rng_below(r, 2);
+        e->task.has_model_delta = fl_rng_below(r, 2);
+        if (e->task.has_model_delta) {
+            /* shares the payload store with the model; it does not
+             * change between pack and compare */
+            rand_tensor(r, st, &e->task.model_delta);
+            e->task.model_delta_base = rand_u64(r);
+        }
         break;
     case PB_BODY_UPDATE:
         e->update.round = rand_u64(r);
@@ -1465,6 +1547,21 @@ static const char *mutate_field(struct pb_envelope *e, int i)
     C(TASK, 31):
         e->task.allow_overrides = false;
         return "task.allow_overrides";
+    C(TASK, 32):
+        e->task.compress.momentum_factor = 0.5f;
+        return "compress.momentum_factor";
+    C(TASK, 33):
+        e->task.has_model_delta = false;
+        return "task.has_model_delta";
+    C(TASK, 34):
+        e->task.model_delta.k++;
+        return "task.model_delta";
+    C(TASK, 35):
+        e->task.model_delta.payload = other_payload;
+        return "task.model_delta";
+    C(TASK, 36):
+        e->task.model_delta_base++;
+        return "task.model_delta_base";
     C(UPDATE, 0):
         e->update.round++;
         return "update.round";
@@ -1847,6 +1944,7 @@ int main(void)
         cmocka_unit_test(test_wrong_version),
         cmocka_unit_test(test_missing_body),
         cmocka_unit_test(test_hand_made_messages),
+        cmocka_unit_test(test_task_model_delta),
         cmocka_unit_test(test_unknown_enum_values_pass_through),
         cmocka_unit_test(test_unknown_fields_and_repeats),
         cmocka_unit_test(test_every_prefix_fails),

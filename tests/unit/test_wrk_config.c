@@ -291,6 +291,183 @@ static void test_device_id_persists(void **state)
     rmdir(tmpl);
 }
 
+/* The settings printed by --check-config, as one string (caller frees). */
+static char *printed(const struct wrk_config *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    wrk_config_print(cfg, f);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* --config FILE (the command line wins), --log-format, --check-config. */
+static void test_config_file_and_log_format(void **state)
+{
+    struct wrk_config c;
+    enum wrk_action a;
+    char err[256], line[128];
+    char path[] = "/tmp/test_wrk_config.XXXXXX";
+    (void)state;
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_file(path, "# a device\n"
+                     "connect = tcp://10.1.2.3:5555\n"
+                     "shard = 2/4   # third of four\n"
+                     "log-format = json\n"
+                     "log-level = debug\n");
+    snprintf(line, sizeof(line), "--config %s --log-level warn", path);
+    assert_int_equal(parse_line(line, &c, &a, err, sizeof(err)), FL_OK);
+    assert_int_equal(a, WRK_ACTION_RUN);
+    assert_string_equal(c.connect, "tcp://10.1.2.3:5555");
+    assert_int_equal(c.shard, 2);
+    assert_int_equal(c.partition.nshards, 4);
+    assert_int_equal(c.log_format, FL_LOG_JSON);
+    assert_int_equal(c.log_level, FL_LOG_WARN); /* command line wins */
+
+    assert_int_equal(parse_line("--log-format text", &c, &a, err,
+                                sizeof(err)),
+                     FL_OK);
+    assert_int_equal(c.log_format, FL_LOG_TEXT);
+    assert_int_equal(parse_line("", &c, &a, err, sizeof(err)), FL_OK);
+    assert_int_equal(c.log_format, FL_LOG_TEXT);
+    assert_int_equal(parse_line("--log-format xml", &c, &a, err,
+                                sizeof(err)),
+                     FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "--log-format"));
+
+    write_file(path, "shard = 1/2\nshrad = 3/4\n");
+    snprintf(line, sizeof(line), "--config=%s", path);
+    assert_int_equal(parse_line(line, &c, &a, err, sizeof(err)),
+                     FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "line 2"));
+    assert_non_null(strstr(err, "shrad"));
+    write_file(path, "shard = 4/4\n");
+    assert_int_equal(parse_line(line, &c, &a, err, sizeof(err)),
+                     FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "--shard"));
+    unlink(path);
+    assert_int_equal(parse_line(line, &c, &a, err, sizeof(err)),
+                     FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, path));
+    assert_int_equal(parse_line("--config", &c, &a, err, sizeof(err)),
+                     FL_ERR_INVALID_ARG);
+}
+
+/* What --check-config prints is a config file giving the same settings. */
+static void test_check_config_round_trip(void **state)
+{
+    static const char *const lines[] = {
+        "",
+        "--connect tcp://h:1 --id d1 --shard 3/8 --seed 42 --min-shard 5",
+        "--partition dirichlet:0.3 --density 0.001 --topk exact --values bf16",
+        "--codec zstd:7 --log-format json --hello-timeout 9 --train-limit 99",
+        "--codec lz4 --test-delay-update 2:150 --test-exit-at-round 4",
+    };
+    struct wrk_config c;
+    enum wrk_action a;
+    char err[256], line[160];
+    char path[] = "/tmp/test_wrk_check.XXXXXX";
+    (void)state;
+    assert_int_equal(parse_line("--check-config --shard 9/2", &c, &a, err,
+                                sizeof(err)),
+                     FL_ERR_INVALID_ARG);
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    for (size_t i = 0; i < FL_ARRAY_LEN(lines); i++) {
+        snprintf(line, sizeof(line), "%s --check-config", lines[i]);
+        assert_int_equal(parse_line(line, &c, &a, err, sizeof(err)), FL_OK);
+        assert_int_equal(a, WRK_ACTION_CHECK_CONFIG);
+        char *first = printed(&c);
+        write_file(path, first);
+        snprintf(line, sizeof(line), "--config %s", path);
+        if (parse_line(line, &c, &a, err, sizeof(err)) != FL_OK)
+            fail_msg("'%s': printed settings do not parse: %s", lines[i],
+                     err);
+        assert_int_equal(a, WRK_ACTION_RUN);
+        char *second = printed(&c);
+        assert_string_equal(first, second);
+        free(first);
+        free(second);
+    }
+    assert_int_equal(parse_line("--shard 1/3", &c, &a, err, sizeof(err)),
+                     FL_OK);
+    char *text = printed(&c);
+    assert_non_null(strstr(text, "\nshard = 1/3\n"));
+    assert_non_null(strstr(text, "\n# id = (not set)\n"));
+    free(text);
+    unlink(path);
+}
+
+/* docs/security.md: keys both or --insecure; the key's name as the id */
+static void test_security_policy(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        bool ok;
+        const char *msg;
+    } cases[] = {
+        {"", false, "refusing to connect without encryption"},
+        {"--insecure", true, ""},
+        {"--curve-key k/w3.key --coordinator-key c.pub", true, ""},
+        {"--curve-key k/w3.key", false, "--curve-key needs"},
+        {"--coordinator-key c.pub", false, "--coordinator-key needs"},
+        {"--insecure --curve-key k/w3.key --coordinator-key c.pub", false,
+         "cannot be combined"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct wrk_config c;
+        enum wrk_action a;
+        char err[256];
+        assert_int_equal(parse_line(cases[i].line, &c, &a, err, sizeof(err)),
+                         FL_OK);
+        err[0] = '\0';
+        const enum fl_err rc = wrk_config_check_security(&c, err,
+                                                         sizeof(err));
+        if ((rc == FL_OK) != cases[i].ok)
+            fail_msg("'%s': %d (%s)", cases[i].line, rc, err);
+        assert_non_null(strstr(err, cases[i].msg));
+    }
+
+    /* the default id is the key file's name; --id still wins */
+    char tmpl[] = "/tmp/test_wrk_config.XXXXXX";
+    char err[256];
+    struct wrk_config c;
+    enum wrk_action a;
+    bool created = true;
+    assert_non_null(mkdtemp(tmpl));
+    assert_int_equal(parse_line("--curve-key /etc/fedcomp/pi-7.key "
+                                "--coordinator-key c.pub",
+                                &c, &a, err, sizeof(err)),
+                     FL_OK);
+    snprintf(c.state_dir, sizeof(c.state_dir), "%s", tmpl);
+    assert_int_equal(wrk_config_device_id(&c, &created, err, sizeof(err)),
+                     FL_OK);
+    assert_false(created);
+    assert_string_equal(c.id, "pi-7");
+    assert_int_equal(parse_line("--curve-key pi-7.key --id other",
+                                &c, &a, err, sizeof(err)),
+                     FL_OK);
+    snprintf(c.state_dir, sizeof(c.state_dir), "%s", tmpl);
+    assert_int_equal(wrk_config_device_id(&c, &created, err, sizeof(err)),
+                     FL_OK);
+    assert_string_equal(c.id, "other");
+    rmdir(tmpl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +477,9 @@ int main(void)
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_device_id_valid_table),
         cmocka_unit_test(test_device_id_persists),
+        cmocka_unit_test(test_config_file_and_log_format),
+        cmocka_unit_test(test_check_config_round_trip),
+        cmocka_unit_test(test_security_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

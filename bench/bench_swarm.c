@@ -1,0 +1,2271 @@
+/*
+ * bench_swarm.c - fedcomp-swarm (see bench_swarm.h for the contract).
+ *
+ * Layout of this file:
+ *   1. configuration (defaults, flags, --help)
+ *   2. statistics shared between the processes
+ *   3. one swarm process: devices, timers, precomputed updates, the model
+ *      check, message handlers and the epoll loop
+ *   4. the parent: fork, supervise, add up, verdict, JSON report
+ *
+ * Why ZMQ_FD + epoll and not zmq_poll: zmq_poll walks every item on each
+ * call, O(devices) per wake-up; with thousands of sockets per process that
+ * is the whole CPU budget. ZMQ_FD is a descriptor that becomes readable
+ * when the socket *may* have changed state (edge-triggered semantics): the
+ * loop then reads ZMQ_EVENTS, which processes the socket's pending
+ * commands, and drains messages until POLLIN is gone. A send can consume
+ * the descriptor's signal too, so a socket that was sent on outside the
+ * drain loop is put on a "dirty" list and drained on the next pass.
+ */
+#include "bench/bench_swarm.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "common/fl_alloc.h"
+#include "common/fl_util.h"
+#include "compress/cmp_tensor.h"
+#include "compress/cmp_topk.h"
+#include "proto/pb_msg.h"
+
+#define NS_PER_MS 1000000ULL
+#define NS_PER_S 1000000000ULL
+#define DEV_QUEUE 4            /* sends waiting for POLLOUT, per device */
+#define DRAIN_BATCH 64         /* messages per socket per pass */
+#define EPOLL_BATCH 512
+#define SEEN_MAX 16            /* models already checked, per process */
+#define HELLO_RETRY_GROWTH 8   /* Hello retries back off up to 8x */
+#define CLOSE_LINGER_MS 5000   /* at exit: let queued Updates leave */
+#define MAX_MESSAGE (64ULL << 20)
+#define REJ_SLOTS (FL_ERR__MAX + 1) /* the last slot: unknown codes */
+#define MMAP_THRESHOLD (256 << 10)
+#define STRANDED_GRACE_NS (5 * NS_PER_S)
+#define LOG_FIRST 5            /* details logged for the first few errors */
+
+/* ====================================================================
+ * 1. configuration
+ * ==================================================================== */
+
+enum opt_id {
+    OPT_CONNECT = 256,
+    OPT_DEVICES,
+    OPT_PROCS,
+    OPT_DIMENSION,
+    OPT_DENSITY,
+    OPT_VALUES,
+    OPT_CODEC,
+    OPT_SAMPLES,
+    OPT_THINK_MS,
+    OPT_JITTER_MS,
+    OPT_VANISH,
+    OPT_VANISH_MS,
+    OPT_ID_PREFIX,
+    OPT_ROUNDS_EXPECTED,
+    OPT_MAX_SECONDS,
+    OPT_CONNECT_BATCH,
+    OPT_HELLO_RETRY_MS,
+    OPT_DISTINCT,
+    OPT_SEED,
+    OPT_REPORT,
+    OPT_LOG_LEVEL
+};
+
+static const struct option long_options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {"connect", required_argument, NULL, OPT_CONNECT},
+    {"devices", required_argument, NULL, OPT_DEVICES},
+    {"procs", required_argument, NULL, OPT_PROCS},
+    {"dimension", required_argument, NULL, OPT_DIMENSION},
+    {"density", required_argument, NULL, OPT_DENSITY},
+    {"values", required_argument, NULL, OPT_VALUES},
+    {"codec", required_argument, NULL, OPT_CODEC},
+    {"samples", required_argument, NULL, OPT_SAMPLES},
+    {"think-ms", required_argument, NULL, OPT_THINK_MS},
+    {"jitter-ms", required_argument, NULL, OPT_JITTER_MS},
+    {"vanish", required_argument, NULL, OPT_VANISH},
+    {"vanish-ms", required_argument, NULL, OPT_VANISH_MS},
+    {"id-prefix", required_argument, NULL, OPT_ID_PREFIX},
+    {"rounds-expected", required_argument, NULL, OPT_ROUNDS_EXPECTED},
+    {"max-seconds", required_argument, NULL, OPT_MAX_SECONDS},
+    {"connect-batch", required_argument, NULL, OPT_CONNECT_BATCH},
+    {"hello-retry-ms", required_argument, NULL, OPT_HELLO_RETRY_MS},
+    {"distinct", required_argument, NULL, OPT_DISTINCT},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {NULL, 0, NULL, 0}};
+
+void bench_swarm_config_defaults(struct bench_swarm_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->connect = NULL;
+    cfg->devices = 0;
+    cfg->procs = 0;
+    cfg->dimension = 0;
+    cfg->density = 0.01;
+    cfg->values = CMP_VALUE_FP16;
+    cfg->codec = CMP_CODEC_ZSTD;
+    cfg->level = 1;
+    cfg->samples = 100;
+    cfg->think_ms = 0;
+    cfg->jitter_ms = 0;
+    cfg->vanish = 0.0;
+    cfg->vanish_ms = -1;
+    cfg->id_prefix = "swarm";
+    cfg->rounds_expected = 0;
+    cfg->max_seconds = 600.0;
+    cfg->connect_batch = 200;
+    cfg->hello_retry_ms = 1000;
+    cfg->distinct = 4;
+    cfg->seed = 1;
+    cfg->report = NULL;
+    cfg->log_level = FL_LOG_NOTICE;
+}
+
+void bench_swarm_usage(FILE *out)
+{
+    fputs(
+        "usage: " BENCH_SWARM_PROGRAM " --connect ENDPOINT --devices N "
+        "[OPTIONS]\n"
+        "\n"
+        "Plays N devices speaking the fedcomp protocol to one coordinator\n"
+        "(one DEALER socket and one device id per device), answering every\n"
+        "Task with a valid precomputed compressed update. Ends when every\n"
+        "device got Bye, prints a summary and a verdict.\n"
+        "\n"
+        "  --connect ENDPOINT       coordinator endpoint (required)\n"
+        "  --devices N              devices to play (required)\n"
+        "  --procs P                processes, default ceil(N / 4000)\n"
+        "  --dimension D            expected model dimension; default: from\n"
+        "                           Welcome (with D the updates are built at\n"
+        "                           start and Welcome is checked against D)\n"
+        "  --density F              update density until a Task says (0.01)\n"
+        "  --values fp32|fp16|bf16|int8  value coding until a Task says "
+        "(fp16)\n"
+        "  --codec none|lz4|zstd[:L] codec until a Task says (zstd:1)\n"
+        "  --samples N              n_samples in Hello and Update (100)\n"
+        "  --think-ms MS            delay before answering a Task (0)\n"
+        "  --jitter-ms MS           plus uniform [0, MS] per Task (0)\n"
+        "  --vanish F               share of devices that, per Task, close\n"
+        "                           their socket without answering and come\n"
+        "                           back (new socket, same id, Hello) (0)\n"
+        "  --vanish-ms MS           when they come back; default the Task's\n"
+        "                           timeout + 250 ms (the round has closed)\n"
+        "  --id-prefix S            device ids are S-INDEX (swarm)\n"
+        "  --rounds-expected R      stop after answering round R, not at Bye\n"
+        "  --max-seconds S          give up after S seconds, 0 = never (600)\n"
+        "  --connect-batch N        sockets connected per loop pass (200)\n"
+        "  --hello-retry-ms MS      first Hello retry without Welcome; it\n"
+        "                           doubles up to 8x (1000)\n"
+        "  --distinct U             distinct precomputed updates (4, <= 16)\n"
+        "  --seed N                 updates, vanishing and jitter (1)\n"
+        "  --report FILE            write the JSON summary into FILE\n"
+        "  --log-level LEVEL        debug|info|notice|warn|err (notice)\n"
+        "  -h, --help               this text\n"
+        "  -V, --version            print the version\n"
+        "\n"
+        "Exit codes: 0 every device joined and every Task received by a\n"
+        "device that did not vanish was answered (no rejects, no bad model);\n"
+        "1 the run ended without that; 2 usage or setup error.\n",
+        out);
+}
+
+static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return FL_ERR_INVALID_ARG;
+}
+
+static enum fl_err get_u64(const char *flag, const char *s, uint64_t min,
+                           uint64_t max, uint64_t *out, char *err,
+                           size_t errlen)
+{
+    const enum fl_err rc = fl_parse_u64(s, min, max, out);
+    if (rc == FL_ERR_FORMAT)
+        return usage_err(err, errlen, "--%s: '%s' is not a whole number",
+                         flag, s);
+    if (rc != FL_OK)
+        return usage_err(err, errlen, "--%s: '%s' is not in [%llu, %llu]",
+                         flag, s, (unsigned long long)min,
+                         (unsigned long long)max);
+    return FL_OK;
+}
+
+static enum fl_err get_u32(const char *flag, const char *s, uint32_t min,
+                           uint32_t max, uint32_t *out, char *err,
+                           size_t errlen)
+{
+    uint64_t v = 0;
+    FL_FORWARD_ERR(get_u64(flag, s, min, max, &v, err, errlen));
+    *out = (uint32_t)v;
+    return FL_OK;
+}
+
+static enum fl_err get_dbl(const char *flag, const char *s, double min,
+                           double max, bool open_min, double *out, char *err,
+                           size_t errlen)
+{
+    double v = 0;
+    const enum fl_err rc = fl_parse_double(s, min, max, &v);
+    if (rc == FL_ERR_FORMAT)
+        return usage_err(err, errlen, "--%s: '%s' is not a number", flag, s);
+    if (rc != FL_OK || (open_min && v <= min))
+        return usage_err(err, errlen, "--%s: '%s' is not in %c%g, %g]", flag,
+                         s, open_min ? '(' : '[', min, max);
+    *out = v;
+    return FL_OK;
+}
+
+static bool id_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+           c == '-';
+}
+
+static enum fl_err parse_prefix(struct bench_swarm_config *cfg, const char *s,
+                                char *err, size_t errlen)
+{
+    const size_t n = strlen(s);
+    if (n == 0 || n > BENCH_SWARM_MAX_PREFIX)
+        return usage_err(err, errlen, "--id-prefix: '%s' is not 1-%d "
+                         "characters", s, BENCH_SWARM_MAX_PREFIX);
+    for (size_t i = 0; i < n; i++) {
+        if (!id_char_ok(s[i]))
+            return usage_err(err, errlen, "--id-prefix: '%s' has a "
+                             "character outside [A-Za-z0-9._:-]", s);
+    }
+    cfg->id_prefix = s;
+    return FL_OK;
+}
+
+static enum fl_err parse_codec(struct bench_swarm_config *cfg, const char *s,
+                               char *err, size_t errlen)
+{
+    enum cmp_codec codec;
+    int level = 1;
+    if (cmp_codec_parse(s, &codec, &level) != 0)
+        return usage_err(err, errlen,
+                         "--codec: '%s' is not none, lz4 or zstd[:LEVEL]", s);
+    if (codec == CMP_CODEC_ZSTD &&
+        (level < CMP_ZSTD_LEVEL_MIN || level > CMP_ZSTD_LEVEL_MAX))
+        return usage_err(err, errlen, "--codec: zstd level in '%s' is not "
+                         "in [%d, %d]", s, CMP_ZSTD_LEVEL_MIN,
+                         CMP_ZSTD_LEVEL_MAX);
+    cfg->codec = codec;
+    cfg->level = codec == CMP_CODEC_ZSTD ? level : 0;
+    return FL_OK;
+}
+
+static enum fl_err parse_text_flag(struct bench_swarm_config *cfg, int id,
+                                   const char *s, char *err, size_t errlen)
+{
+    int lvl;
+    switch (id) {
+    case OPT_CONNECT:
+        if (s[0] == '\0')
+            return usage_err(err, errlen, "--connect: empty endpoint");
+        cfg->connect = s;
+        return FL_OK;
+    case OPT_VALUES:
+        if (cmp_value_coding_parse(s, &cfg->values) != 0)
+            return usage_err(err, errlen, "--values: '%s' is not fp32, "
+                             "fp16, bf16 or int8", s);
+        return FL_OK;
+    case OPT_CODEC:
+        return parse_codec(cfg, s, err, errlen);
+    case OPT_ID_PREFIX:
+        return parse_prefix(cfg, s, err, errlen);
+    case OPT_REPORT:
+        cfg->report = s;
+        return FL_OK;
+    case OPT_LOG_LEVEL:
+        lvl = fl_log_level_parse(s);
+        if (lvl < 0)
+            return usage_err(err, errlen, "--log-level: '%s' is not debug, "
+                             "info, notice, warn or err", s);
+        cfg->log_level = (enum fl_log_level)lvl;
+        return FL_OK;
+    default:
+        return usage_err(err, errlen, "internal: unhandled option %d", id);
+    }
+}
+
+static enum fl_err parse_number_flag(struct bench_swarm_config *cfg, int id,
+                                     const char *s, char *err, size_t errlen)
+{
+    uint64_t v = 0;
+    switch (id) {
+    case OPT_DEVICES:
+        return get_u32("devices", s, 1, 1000000, &cfg->devices, err, errlen);
+    case OPT_PROCS:
+        return get_u32("procs", s, 1, 1024, &cfg->procs, err, errlen);
+    case OPT_DIMENSION:
+        return get_u64("dimension", s, 1, UINT32_MAX, &cfg->dimension, err,
+                       errlen);
+    case OPT_DENSITY:
+        return get_dbl("density", s, 0, 1, true, &cfg->density, err, errlen);
+    case OPT_SAMPLES:
+        return get_u64("samples", s, 1, UINT32_MAX, &cfg->samples, err,
+                       errlen);
+    case OPT_THINK_MS:
+        return get_u32("think-ms", s, 0, 3600000, &cfg->think_ms, err,
+                       errlen);
+    case OPT_JITTER_MS:
+        return get_u32("jitter-ms", s, 0, 3600000, &cfg->jitter_ms, err,
+                       errlen);
+    case OPT_VANISH:
+        return get_dbl("vanish", s, 0, 1, false, &cfg->vanish, err, errlen);
+    case OPT_VANISH_MS:
+        FL_FORWARD_ERR(get_u64("vanish-ms", s, 0, 3600000, &v, err, errlen));
+        cfg->vanish_ms = (int64_t)v;
+        return FL_OK;
+    case OPT_ROUNDS_EXPECTED:
+        return get_u64("rounds-expected", s, 1, 100000000,
+                       &cfg->rounds_expected, err, errlen);
+    case OPT_MAX_SECONDS:
+        return get_dbl("max-seconds", s, 0, 1e7, false, &cfg->max_seconds,
+                       err, errlen);
+    case OPT_CONNECT_BATCH:
+        return get_u32("connect-batch", s, 1, 1000000, &cfg->connect_batch,
+                       err, errlen);
+    case OPT_HELLO_RETRY_MS:
+        return get_u32("hello-retry-ms", s, 10, 3600000,
+                       &cfg->hello_retry_ms, err, errlen);
+    case OPT_DISTINCT:
+        return get_u32("distinct", s, 1, BENCH_SWARM_MAX_DISTINCT,
+                       &cfg->distinct, err, errlen);
+    case OPT_SEED:
+        return get_u64("seed", s, 0, UINT64_MAX, &cfg->seed, err, errlen);
+    default:
+        return parse_text_flag(cfg, id, s, err, errlen);
+    }
+}
+
+enum fl_err bench_swarm_config_parse(struct bench_swarm_config *cfg,
+                                     int argc, char **argv,
+                                     enum bench_swarm_action *action,
+                                     char *err, size_t errlen)
+{
+    int c;
+    *action = BENCH_SWARM_RUN;
+    optind = 1;
+    opterr = 0;
+    while (true) {
+        c = getopt_long(argc, argv, ":hV", long_options, NULL);
+        if (c == -1)
+            break;
+        if (c == 'h') {
+            *action = BENCH_SWARM_HELP;
+            return FL_OK;
+        }
+        if (c == 'V') {
+            *action = BENCH_SWARM_VERSION_ACTION;
+            return FL_OK;
+        }
+        if (c == ':')
+            return usage_err(err, errlen, "%s: missing argument",
+                             argv[optind - 1]);
+        if (c == '?')
+            return usage_err(err, errlen, "unknown option '%s'",
+                             argv[optind - 1]);
+        FL_FORWARD_ERR(parse_number_flag(cfg, c, optarg, err, errlen));
+    }
+    if (optind < argc)
+        return usage_err(err, errlen, "unexpected argument '%s'",
+                         argv[optind]);
+    if (cfg->connect == NULL)
+        return usage_err(err, errlen, "--connect is required");
+    if (cfg->devices == 0)
+        return usage_err(err, errlen, "--devices is required");
+    if (cfg->procs > cfg->devices)
+        return usage_err(err, errlen, "--procs %u is more than --devices %u",
+                         cfg->procs, cfg->devices);
+    return FL_OK;
+}
+
+void bench_swarm_plan(const struct bench_swarm_config *cfg, uint32_t *procs,
+                      uint64_t *fds_per_proc)
+{
+    uint32_t p = cfg->procs;
+    if (p == 0)
+        p = (cfg->devices + BENCH_SWARM_PER_PROC - 1) / BENCH_SWARM_PER_PROC;
+    if (p == 0)
+        p = 1;
+    if (p > cfg->devices)
+        p = cfg->devices;
+    const uint64_t share = (cfg->devices + (uint64_t)p - 1) / p;
+    /* a DEALER holds its mailbox eventfd and its TCP connection; a vanished
+     * device's old socket may linger until the reaper closes it */
+    *procs = p;
+    *fds_per_proc = share * 2 + share / 16 + 64;
+}
+
+/* ====================================================================
+ * 2. statistics shared between the processes
+ * ==================================================================== */
+
+struct swarm_round {
+    uint32_t tasks;          /* Tasks received for this round */
+    uint32_t updates;        /* Updates handed to ZeroMQ */
+    uint32_t vanished;       /* devices that vanished on this Task */
+    uint32_t bad_tasks;      /* Tasks not answered: bad model/settings/epoch */
+    uint32_t rejects[REJ_SLOTS];
+};
+
+/* Totals the parent reads while the children run. */
+struct swarm_live {
+    atomic_uint_fast64_t joined;     /* distinct devices welcomed */
+    atomic_uint_fast64_t byes;
+    atomic_uint_fast64_t finished;
+    atomic_uint_fast64_t tasks;
+    atomic_uint_fast64_t updates;
+    atomic_uint_fast64_t rejects;
+};
+
+/* Counters written by one child, read by the parent after the child
+ * ended; all are sums over the processes. Names are the JSON keys. */
+#define SWARM_COUNTERS(X) \
+    X(HELLOS, "hellos") \
+    X(WELCOMES, "welcomes") \
+    X(WELCOME_DUPS, "welcome_dups") \
+    X(VANISHED, "vanished") \
+    X(RECONNECTS, "reconnects") \
+    X(TASKS_FULL, "tasks_full") \
+    X(TASKS_DELTA, "tasks_delta") \
+    X(TASKS_SPARSE, "tasks_sparse") \
+    X(MODEL_DECODES, "model_decodes") \
+    X(DELTA_APPLIES, "delta_applies") \
+    X(MODEL_CACHED, "model_matched") \
+    X(MODEL_UNVERIFIED, "model_unverified") \
+    X(MODEL_ERRORS, "model_errors") \
+    X(BASE_ERRORS, "base_errors") \
+    X(SETTING_ERRORS, "setting_errors") \
+    X(EPOCH_CHANGES, "epoch_changes") \
+    X(DIM_MISMATCH, "dim_mismatch") \
+    X(UNEXPECTED, "unexpected") \
+    X(UNPACK_ERRORS, "unpack_errors") \
+    X(SEND_EAGAIN, "send_eagain") \
+    X(SEND_ERRORS, "send_errors") \
+    X(QUEUE_FULL, "queue_full") \
+    X(MSGS_UP, "msgs_up") \
+    X(MSGS_DOWN, "msgs_down") \
+    X(BYTES_UP, "bytes_up") \
+    X(BYTES_DOWN, "bytes_down") \
+    X(UPDATE_BYTES, "update_bytes") \
+    X(PACK_NS, "pack_ns") \
+    X(PACKS, "packs") \
+    X(PRECOMPUTES, "precomputes") \
+    X(PRECOMPUTE_NS, "precompute_ns") \
+    X(REFUSED, "refused") \
+    X(DUP_TASKS, "duplicate_tasks") \
+    X(SWEEP_FOUND, "sweep_found") \
+    X(STRANDED, "stranded") \
+    X(JOIN_NS, "join_ns") \
+    X(JOINS, "joins")
+
+enum swarm_ctr {
+#define X(e, name) C_##e,
+    SWARM_COUNTERS(X)
+#undef X
+    C__N
+};
+
+static const char *const ctr_names[C__N] = {
+#define X(e, name) name,
+    SWARM_COUNTERS(X)
+#undef X
+};
+
+struct swarm_counters {
+    uint64_t n[C__N];
+    uint64_t dimension;
+    uint64_t k;
+    uint64_t join_max_ns;        /* socket opened .. Welcome, longest */
+    int timed_out;
+    int interrupted;
+    int setup_failed;
+};
+
+#define CNT(p, name) ((p)->c->n[C_##name])
+
+struct swarm_proc_stats {
+    struct swarm_live live;
+    struct swarm_counters c;
+    struct swarm_round rounds[BENCH_SWARM_MAX_ROUNDS];
+};
+
+static void live_inc(atomic_uint_fast64_t *v)
+{
+    atomic_fetch_add_explicit(v, 1, memory_order_relaxed);
+}
+
+static uint64_t live_get(atomic_uint_fast64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* Slot of a round: 0 holds messages without a round, the last slot every
+ * round beyond the table. */
+static size_t round_slot(uint64_t round)
+{
+    return round < BENCH_SWARM_MAX_ROUNDS ? (size_t)round
+                                          : BENCH_SWARM_MAX_ROUNDS - 1;
+}
+
+static size_t reject_slot(uint32_t code)
+{
+    return code < FL_ERR__MAX ? code : REJ_SLOTS - 1;
+}
+
+/* ====================================================================
+ * 3. one swarm process
+ * ==================================================================== */
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop(int sig) { stop_flag = sig; }
+
+enum dev_state {
+    DS_NEW = 0,        /* socket not created yet */
+    DS_OPEN = 1,       /* socket connected (or connecting) */
+    DS_VANISHED = 2,   /* closed on purpose, reconnect timer armed */
+    DS_CLOSED = 3      /* done: Bye, refused, or finished */
+};
+
+enum send_kind { SEND_HELLO = 1, SEND_UPDATE = 2 };
+
+struct qitem {
+    uint8_t kind;      /* enum send_kind */
+    uint64_t round;
+};
+
+struct dev {
+    void *sock;
+    uint32_t gindex;          /* global device number */
+    uint8_t state;            /* enum dev_state */
+    bool welcomed;
+    bool ever_joined;
+    bool has_model;
+    bool finished;
+    bool dirty;
+    bool think_pending;
+    bool returning;           /* vanished, not welcomed back yet */
+    uint8_t nq;
+    struct qitem q[DEV_QUEUE];
+    uint32_t hello_gen;       /* invalidates older Hello retry timers */
+    uint32_t hello_backoff_ms;
+    uint64_t epoch;
+    uint64_t held_version;
+    uint64_t think_round;
+    uint64_t answered_round;  /* last round answered (or being answered) */
+    uint64_t open_ns;         /* when the current socket was opened */
+};
+
+enum timer_kind { T_HELLO = 1, T_SEND = 2, T_RECONNECT = 3 };
+
+struct timer {
+    uint64_t due;
+    uint64_t arg;
+    uint32_t dev;
+    uint8_t kind;
+};
+
+struct upd {
+    struct cmp_meta meta;
+    uint8_t *payload;
+    size_t len;
+};
+
+/* The precomputed updates for one (dimension, k, codings) setting. */
+struct upd_set {
+    bool valid;
+    uint64_t dim;
+    uint64_t k;
+    enum cmp_value_coding values;
+    enum cmp_codec codec;
+    int level;
+    uint32_t n;
+    struct upd u[BENCH_SWARM_MAX_DISTINCT];
+};
+
+/* How a Task carries its model. */
+enum model_kind {
+    MK_FULL = 0,       /* Task.model, the model itself */
+    MK_XOR = 1,        /* Task.model with base_version: XOR of patterns */
+    MK_SPARSE = 2      /* Task.model_delta: base + sparse delta (lossy) */
+};
+
+struct seen {
+    uint8_t kind;      /* enum model_kind */
+    uint64_t base;
+    uint64_t version;
+    uint32_t checksum;
+    uint64_t raw_size;
+    size_t len;
+};
+
+/* One model buffer per process: every device of the process receives the
+ * same model content, so it is decoded once per version. */
+struct model_state {
+    float *buf;
+    bool valid;
+    uint64_t version;
+    struct seen seen[SEEN_MAX];
+    size_t nseen;
+    size_t next;
+};
+
+struct proc {
+    const struct bench_swarm_config *cfg;
+    uint32_t index;
+    uint32_t first;           /* global index of device 0 of this process */
+    uint32_t ndev;
+    struct dev *dev;
+    uint32_t ncreated;
+    uint32_t nfinished;
+    uint32_t nreturning;      /* devices with dev.returning set */
+    bool saw_bye;             /* the coordinator ended training */
+    uint64_t stranded_since;  /* only returning devices left, since */
+    void *zctx;
+    int ep;
+    struct fl_rng rng;
+    struct swarm_proc_stats *st;
+    struct swarm_counters *c;
+    uint64_t dim;             /* 0 until known */
+    struct model_state model;
+    struct upd_set upd;
+    struct cmp_ctx *cctx;
+    uint8_t *sbuf;
+    size_t scap;
+    uint32_t *dirty;
+    uint32_t ndirty;
+    struct timer *heap;
+    size_t nheap;
+    size_t capheap;
+    struct pb_limits lim;
+    uint64_t deadline_ns;     /* UINT64_MAX: none */
+    unsigned logged;
+};
+
+/* ---- timers: a binary min-heap on due time */
+
+static enum fl_err timer_add(struct proc *p, uint64_t due, uint32_t dev,
+                             enum timer_kind kind, uint64_t arg)
+{
+    if (p->nheap == p->capheap) {
+        const size_t cap = p->capheap ? p->capheap * 2 : 1024;
+        struct timer *h = fl_realloc(p->heap, cap * sizeof(*h));
+        if (h == NULL)
+            return FL_ERR_NOMEM;
+        p->heap = h;
+        p->capheap = cap;
+    }
+    size_t i = p->nheap++;
+    const struct timer t = {.due = due, .arg = arg, .dev = dev,
+                            .kind = (uint8_t)kind};
+    while (i > 0 && p->heap[(i - 1) / 2].due > due) {
+        p->heap[i] = p->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    p->heap[i] = t;
+    return FL_OK;
+}
+
+static struct timer timer_pop(struct proc *p)
+{
+    const struct timer top = p->heap[0];
+    const struct timer last = p->heap[--p->nheap];
+    size_t i = 0;
+    while (true) {
+        size_t c = 2 * i + 1;
+        if (c >= p->nheap)
+            break;
+        if (c + 1 < p->nheap && p->heap[c + 1].due < p->heap[c].due)
+            c++;
+        if (p->heap[c].due >= last.due)
+            break;
+        p->heap[i] = p->heap[c];
+        i = c;
+    }
+    if (p->nheap > 0)
+        p->heap[i] = last;
+    return top;
+}
+
+/* ---- small helpers */
+
+static void mark_dirty(struct proc *p, struct dev *d)
+{
+    if (d->dirty || d->sock == NULL)
+        return;
+    d->dirty = true;
+    p->dirty[p->ndirty++] = (uint32_t)(d - p->dev);
+}
+
+static void dev_finish(struct proc *p, struct dev *d)
+{
+    if (d->finished)
+        return;
+    d->finished = true;
+    p->nfinished++;
+    live_inc(&p->st->live.finished);
+}
+
+static void device_id(const struct proc *p, const struct dev *d, char *buf,
+                      size_t len)
+{
+    snprintf(buf, len, "%s-%u", p->cfg->id_prefix, d->gindex);
+}
+
+static bool log_detail(struct proc *p)
+{
+    return p->logged++ < LOG_FIRST;
+}
+
+static void close_socket(struct proc *p, struct dev *d, int linger)
+{
+    int fd = -1;
+    size_t sz = sizeof(fd);
+    if (d->sock == NULL)
+        return;
+    if (zmq_getsockopt(d->sock, ZMQ_FD, &fd, &sz) == 0)
+        epoll_ctl(p->ep, EPOLL_CTL_DEL, fd, NULL);
+    zmq_setsockopt(d->sock, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_close(d->sock);
+    d->sock = NULL;
+    d->nq = 0;
+}
+
+/* ---- precomputed updates */
+
+static void upd_set_release(struct upd_set *s)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        fl_free(s->u[i].payload);
+    memset(s, 0, sizeof(*s));
+}
+
+static enum fl_err upd_build_one(struct proc *p, struct cmp_topk *tk,
+                                 float *x, uint32_t *idx, float *val,
+                                 uint32_t variant, struct upd *u)
+{
+    struct fl_rng rng;
+    const struct upd_set *s = &p->upd;
+    const struct cmp_params prm = {.index_coding = CMP_INDEX_AUTO,
+                                   .values = s->values, .codec = s->codec,
+                                   .level = s->level};
+    const uint8_t *payload = NULL;
+    size_t kout = 0, len = 0;
+    /* the same updates in every process: seeded by --seed and the variant */
+    fl_rng_seed(&rng, p->cfg->seed * 0x9e3779b97f4a7c15ULL + variant + 1);
+    for (uint64_t i = 0; i < s->dim; i++)
+        x[i] = (float)(0.01 * fl_rng_normal(&rng));
+    FL_FORWARD_ERR(cmp_topk_select(tk, NULL, x, (size_t)s->dim,
+                                   (size_t)s->k, CMP_TOPK_EXACT, 0, idx, val,
+                                   &kout));
+    FL_FORWARD_ERR(cmp_sparse_encode(p->cctx, s->dim, idx, val, kout, &prm,
+                                     &u->meta, &payload, &len));
+    u->payload = fl_malloc(len);
+    if (u->payload == NULL)
+        return FL_ERR_NOMEM;
+    memcpy(u->payload, payload, len);
+    u->len = len;
+    return FL_OK;
+}
+
+/* Make p->upd hold updates for this setting (no-op when it already does). */
+static enum fl_err upd_ensure(struct proc *p, uint64_t dim, double density,
+                              enum cmp_value_coding values,
+                              enum cmp_codec codec, int level)
+{
+    struct upd_set *s = &p->upd;
+    double kd = ceil(density * (double)dim);
+    const uint64_t k = kd < 1 ? 1 : kd > (double)dim ? dim : (uint64_t)kd;
+    enum fl_err rc = FL_OK;
+    if (s->valid && s->dim == dim && s->k == k && s->values == values &&
+        s->codec == codec && s->level == level)
+        return FL_OK;
+    const uint64_t t0 = fl_now_ns();
+    upd_set_release(s);
+    *s = (struct upd_set){.dim = dim, .k = k, .values = values,
+                          .codec = codec, .level = level};
+    float *x = fl_malloc((size_t)dim * sizeof(float));
+    uint32_t *idx = fl_malloc((size_t)k * sizeof(uint32_t));
+    float *val = fl_malloc((size_t)k * sizeof(float));
+    struct cmp_topk *tk = cmp_topk_new(p->cfg->seed);
+    if (x == NULL || idx == NULL || val == NULL || tk == NULL) {
+        rc = FL_ERR_NOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; i < p->cfg->distinct && rc == FL_OK; i++) {
+        rc = upd_build_one(p, tk, x, idx, val, i, &s->u[i]);
+        if (s->u[i].payload != NULL)
+            s->n = i + 1;
+    }
+    if (rc == FL_OK) {
+        s->valid = true;
+        CNT(p, PRECOMPUTES)++;
+        CNT(p, PRECOMPUTE_NS) += fl_now_ns() - t0;
+        p->c->k = k;
+    }
+out:
+    if (rc != FL_OK)
+        upd_set_release(s);
+    cmp_topk_destroy(&tk);
+    fl_free(val);
+    fl_free(idx);
+    fl_free(x);
+    return rc;
+}
+
+/* ---- packing and sending */
+
+static enum fl_err pack_env(struct proc *p, const struct pb_envelope *env,
+                            size_t *len)
+{
+    const size_t need = pb_packed_size(env);
+    if (need == 0)
+        return FL_ERR_INVALID_ARG;
+    if (need > p->scap) {
+        uint8_t *b = fl_realloc(p->sbuf, need);
+        if (b == NULL)
+            return FL_ERR_NOMEM;
+        p->sbuf = b;
+        p->scap = need;
+    }
+    return pb_pack(env, p->sbuf, p->scap, len);
+}
+
+static enum fl_err pack_hello(struct proc *p, const struct dev *d,
+                              size_t *len)
+{
+    struct pb_envelope env;
+    char id[80];
+    device_id(p, d, id, sizeof(id));
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_HELLO;
+    env.hello.device_id = id;
+    env.hello.n_samples = p->cfg->samples;
+    env.hello.codecs_mask = (1u << CMP_CODEC_NONE) | (1u << CMP_CODEC_LZ4) |
+                            (1u << CMP_CODEC_ZSTD);
+    env.hello.has_model_version = d->has_model;
+    env.hello.model_version = d->held_version;
+    env.hello.has_epoch = d->epoch != 0;
+    env.hello.epoch = d->epoch;
+    env.hello.software = BENCH_SWARM_PROGRAM " " BENCH_SWARM_VERSION;
+    return pack_env(p, &env, len);
+}
+
+static enum fl_err pack_update(struct proc *p, const struct dev *d,
+                               uint64_t round, size_t *len)
+{
+    struct pb_envelope env;
+    const struct upd *u = &p->upd.u[d->gindex % p->upd.n];
+    const uint64_t t0 = fl_now_ns();
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_UPDATE;
+    env.update.round = round;
+    env.update.n_samples = p->cfg->samples;
+    env.update.delta = (struct pb_tensor){
+        .dimension = u->meta.dimension, .k = u->meta.k,
+        .index_coding = (uint32_t)u->meta.index_coding,
+        .value_coding = (uint32_t)u->meta.value_coding,
+        .codec = (uint32_t)u->meta.codec, .raw_size = u->meta.raw_size,
+        .checksum = u->meta.checksum, .payload = u->payload,
+        .payload_len = u->len};
+    env.update.stats.train_ms = p->cfg->think_ms;
+    env.update.stats.steps = 1;
+    const enum fl_err rc = pack_env(p, &env, len);
+    CNT(p, PACK_NS) += fl_now_ns() - t0;
+    CNT(p, PACKS)++;
+    return rc;
+}
+
+static void note_sent(struct proc *p, struct dev *d, const struct qitem *it,
+                      size_t len)
+{
+    CNT(p, MSGS_UP)++;
+    CNT(p, BYTES_UP) += len;
+    if (it->kind == SEND_HELLO) {
+        CNT(p, HELLOS)++;
+        return;
+    }
+    p->st->rounds[round_slot(it->round)].updates++;
+    live_inc(&p->st->live.updates);
+    CNT(p, UPDATE_BYTES) += len;
+    if (p->cfg->rounds_expected > 0 && it->round >= p->cfg->rounds_expected)
+        dev_finish(p, d);
+}
+
+/* Try to send one item now. 1 sent, 0 would block (EAGAIN), -1 failed. */
+static int try_send(struct proc *p, struct dev *d, const struct qitem *it)
+{
+    size_t len = 0;
+    enum fl_err rc;
+    if (it->kind == SEND_HELLO)
+        rc = pack_hello(p, d, &len);
+    else if (p->upd.valid)
+        rc = pack_update(p, d, it->round, &len);
+    else
+        rc = FL_ERR_BAD_STATE;
+    if (rc != FL_OK) {
+        CNT(p, SEND_ERRORS)++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "cannot pack a message for device %u: %s",
+                   d->gindex, fl_strerror(rc));
+        return -1;
+    }
+    if (zmq_send(d->sock, p->sbuf, len, ZMQ_DONTWAIT) >= 0) {
+        note_sent(p, d, it, len);
+        return 1;
+    }
+    if (errno == EAGAIN) {
+        CNT(p, SEND_EAGAIN)++;
+        return 0;
+    }
+    CNT(p, SEND_ERRORS)++;
+    if (log_detail(p))
+        fl_log(FL_LOG_ERR, "cannot send to '%s' from device %u: %s",
+               p->cfg->connect, d->gindex, zmq_strerror(errno));
+    return -1;
+}
+
+/* Send now, or queue behind what is already waiting. */
+static void dev_send(struct proc *p, struct dev *d, enum send_kind kind,
+                     uint64_t round)
+{
+    const struct qitem it = {.kind = (uint8_t)kind, .round = round};
+    if (d->sock == NULL)
+        return;
+    if (d->nq == 0 && try_send(p, d, &it) != 0) {
+        mark_dirty(p, d);
+        return;
+    }
+    if (d->nq == DEV_QUEUE) {
+        CNT(p, QUEUE_FULL)++;
+        return;
+    }
+    d->q[d->nq++] = it;
+    mark_dirty(p, d);
+}
+
+static void flush_queue(struct proc *p, struct dev *d)
+{
+    while (d->nq > 0 && d->sock != NULL) {
+        if (try_send(p, d, &d->q[0]) == 0)
+            return;
+        memmove(&d->q[0], &d->q[1], (size_t)(d->nq - 1) * sizeof(d->q[0]));
+        d->nq--;
+    }
+}
+
+static bool hello_queued(const struct dev *d)
+{
+    for (uint8_t i = 0; i < d->nq; i++) {
+        if (d->q[i].kind == SEND_HELLO)
+            return true;
+    }
+    return false;
+}
+
+/* Say Hello (unless one still waits for the connection) and arm the
+ * retry timer with back-off. */
+static void send_hello(struct proc *p, struct dev *d, uint64_t now)
+{
+    d->hello_gen++;
+    if (!hello_queued(d))
+        dev_send(p, d, SEND_HELLO, 0);
+    if (timer_add(p, now + (uint64_t)d->hello_backoff_ms * NS_PER_MS,
+                  (uint32_t)(d - p->dev), T_HELLO, d->hello_gen) != FL_OK)
+        CNT(p, SEND_ERRORS)++;
+    d->hello_backoff_ms = FL_MIN(d->hello_backoff_ms * 2,
+                                 p->cfg->hello_retry_ms * HELLO_RETRY_GROWTH);
+}
+
+/* ---- sockets */
+
+static enum fl_err open_device(struct proc *p, struct dev *d, uint64_t now)
+{
+    const int ivl_max = 5000;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
+    int fd = -1;
+    size_t sz = sizeof(fd);
+    d->sock = zmq_socket(p->zctx, ZMQ_DEALER);
+    if (d->sock == NULL) {
+        fl_log(FL_LOG_ERR, "cannot create the socket of device %u: %s",
+               d->gindex, zmq_strerror(errno));
+        return FL_ERR_ZMQ;
+    }
+    /* Not ZMQ_IMMEDIATE: with it, libzmq terminates the pipe without delay
+     * when the connection drops (session_base_t::reconnect), discarding
+     * messages received but not read yet - a Bye sent just before the
+     * coordinator exits would be lost by a busy swarm. Without it the
+     * pipe exists from zmq_connect on and the Hello waits in it. */
+    if (zmq_setsockopt(d->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max,
+                       sizeof(ivl_max)) != 0 ||
+        zmq_getsockopt(d->sock, ZMQ_FD, &fd, &sz) != 0)
+        goto fail;
+    ev.data.u32 = (uint32_t)(d - p->dev);
+    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+        goto fail;
+    if (zmq_connect(d->sock, p->cfg->connect) != 0)
+        goto fail;
+    d->state = DS_OPEN;
+    d->welcomed = false;
+    d->open_ns = now;
+    d->hello_backoff_ms = p->cfg->hello_retry_ms;
+    send_hello(p, d, now);
+    return FL_OK;
+fail:
+    fl_log(FL_LOG_ERR, "cannot set up the socket of device %u to '%s': %s",
+           d->gindex, p->cfg->connect, zmq_strerror(errno));
+    close_socket(p, d, 0);
+    return FL_ERR_ZMQ;
+}
+
+static enum fl_err connect_more(struct proc *p, uint64_t now)
+{
+    const uint32_t end = FL_MIN(p->ndev, p->ncreated + p->cfg->connect_batch);
+    while (p->ncreated < end) {
+        FL_FORWARD_ERR(open_device(p, &p->dev[p->ncreated], now));
+        p->ncreated++;
+    }
+    return FL_OK;
+}
+
+/* ---- the model in a Task */
+
+static int seen_find(const struct model_state *m, enum model_kind kind,
+                     uint64_t base, uint64_t version)
+{
+    for (size_t i = 0; i < m->nseen; i++) {
+        const struct seen *s = &m->seen[i];
+        if (s->kind == kind && s->version == version &&
+            (kind == MK_FULL || s->base == base))
+            return (int)i;
+    }
+    return -1;
+}
+
+static void seen_add(struct model_state *m, enum model_kind kind,
+                     uint64_t base, const struct pb_tensor *t,
+                     uint64_t version)
+{
+    struct seen *s = &m->seen[m->next];
+    *s = (struct seen){.kind = (uint8_t)kind, .base = base,
+                       .version = version, .checksum = t->checksum,
+                       .raw_size = t->raw_size, .len = t->payload_len};
+    m->next = (m->next + 1) % SEEN_MAX;
+    if (m->nseen < SEEN_MAX)
+        m->nseen++;
+}
+
+static struct cmp_meta tensor_meta(const struct pb_tensor *t)
+{
+    return (struct cmp_meta){
+        .dimension = t->dimension, .k = t->k,
+        .index_coding = (enum cmp_index_coding)t->index_coding,
+        .value_coding = (enum cmp_value_coding)t->value_coding,
+        .codec = (enum cmp_codec)t->codec, .raw_size = t->raw_size,
+        .checksum = t->checksum};
+}
+
+/* Decode into the process buffer: a full model, or a delta (XOR or
+ * sparse) when the buffer holds its base. */
+static enum fl_err decode_model(struct proc *p, enum model_kind kind,
+                                uint64_t base_version,
+                                const struct pb_tensor *t, uint64_t version)
+{
+    struct model_state *m = &p->model;
+    const struct cmp_meta meta = tensor_meta(t);
+    const struct cmp_limits lim = {.dimension = p->dim};
+    const uint32_t *idx = NULL;
+    const float *val = NULL;
+    size_t k = 0;
+    if (kind != MK_FULL && (!m->valid || m->version != base_version)) {
+        /* the buffer moved on (or never was at the base): the content
+         * cannot be checked without keeping old versions */
+        CNT(p, MODEL_UNVERIFIED)++;
+        return FL_OK;
+    }
+    if (kind == MK_SPARSE) {
+        FL_FORWARD_ERR(cmp_sparse_decode(p->cctx, &meta, t->payload,
+                                         t->payload_len, &lim, &idx, &val,
+                                         &k));
+        cmp_scatter_add(m->buf, idx, val, k, 1.0f);
+    } else {
+        FL_FORWARD_ERR(cmp_dense_decode(p->cctx, &meta, t->payload,
+                                        t->payload_len, &lim,
+                                        kind == MK_XOR ? m->buf : NULL,
+                                        m->buf));
+    }
+    m->valid = true;
+    m->version = version;
+    if (kind == MK_FULL)
+        CNT(p, MODEL_DECODES)++;
+    else
+        CNT(p, DELTA_APPLIES)++;
+    seen_add(m, kind, base_version, t, version);
+    return FL_OK;
+}
+
+/* Check the model of a Task for device d (see the file comment). */
+static enum fl_err check_model(struct proc *p, const struct dev *d,
+                               const struct pb_task *task)
+{
+    const struct pb_tensor *t = task->has_model_delta ? &task->model_delta
+                                                      : &task->model;
+    enum model_kind kind = MK_FULL;
+    uint64_t base = 0;
+    if (task->has_model_delta) {
+        kind = MK_SPARSE;
+        base = task->model_delta_base;
+        CNT(p, TASKS_SPARSE)++;
+    } else if (t->has_base_version) {
+        kind = MK_XOR;
+        base = t->base_version;
+        CNT(p, TASKS_DELTA)++;
+    } else {
+        CNT(p, TASKS_FULL)++;
+    }
+    if (t->dimension != p->dim)
+        return FL_ERR_DIMENSION;
+    if (kind != MK_FULL && (!d->has_model || d->held_version != base)) {
+        CNT(p, BASE_ERRORS)++;
+        return FL_ERR_BAD_STATE;
+    }
+    const int s = seen_find(&p->model, kind, base, task->model_version);
+    if (s >= 0) {
+        const struct seen *e = &p->model.seen[s];
+        if (e->checksum != t->checksum || e->len != t->payload_len ||
+            e->raw_size != t->raw_size)
+            return FL_ERR_CHECKSUM;   /* same version, other content */
+        CNT(p, MODEL_CACHED)++;
+        return FL_OK;
+    }
+    return decode_model(p, kind, base, t, task->model_version);
+}
+
+/* The update setting a Task asks for; FL_ERR_UNSUPPORTED/INVALID_ARG when
+ * the worker would refuse it. */
+static enum fl_err task_setting(const struct proc *p,
+                                const struct pb_compress_cfg *c,
+                                double *density, enum cmp_value_coding *v,
+                                enum cmp_codec *codec, int *level)
+{
+    *density = c->density != 0.0f ? (double)c->density : p->cfg->density;
+    *v = c->values != 0 ? (enum cmp_value_coding)c->values : p->cfg->values;
+    *codec = c->codec != 0 ? (enum cmp_codec)c->codec : p->cfg->codec;
+    *level = c->level != 0 ? c->level : p->cfg->level;
+    if (!(*density > 0.0 && *density <= 1.0))
+        return FL_ERR_INVALID_ARG;
+    if (*v < CMP_VALUE_FP32 || *v > CMP_VALUE_INT8 ||
+        *codec < CMP_CODEC_NONE || *codec > CMP_CODEC_ZSTD)
+        return FL_ERR_UNSUPPORTED;
+    if (*codec != CMP_CODEC_ZSTD)
+        *level = 0;
+    else
+        *level = FL_MAX(CMP_ZSTD_LEVEL_MIN, FL_MIN(*level,
+                                                   CMP_ZSTD_LEVEL_MAX));
+    return FL_OK;
+}
+
+/* ---- message handlers */
+
+static void note_join(struct proc *p, struct dev *d, uint64_t now)
+{
+    const uint64_t ns = now - d->open_ns;
+    CNT(p, JOIN_NS) += ns;
+    CNT(p, JOINS)++;
+    p->c->join_max_ns = FL_MAX(p->c->join_max_ns, ns);
+}
+
+static void on_welcome(struct proc *p, struct dev *d,
+                       const struct pb_welcome *w, uint64_t now)
+{
+    CNT(p, WELCOMES)++;
+    if (p->dim == 0) {
+        p->dim = w->dimension;
+        p->c->dimension = w->dimension;
+        p->model.buf = fl_calloc((size_t)p->dim, sizeof(float));
+        if (p->model.buf == NULL) {
+            fl_log(FL_LOG_ERR, "cannot allocate a model of %llu floats",
+                   (unsigned long long)p->dim);
+            p->c->setup_failed = 1;
+            stop_flag = SIGTERM;
+            return;
+        }
+    } else if (w->dimension != p->dim) {
+        CNT(p, DIM_MISMATCH)++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "device %u: welcome says dimension %llu, "
+                   "expected %llu", d->gindex,
+                   (unsigned long long)w->dimension,
+                   (unsigned long long)p->dim);
+        return;
+    }
+    if (d->returning) {
+        d->returning = false;
+        p->nreturning--;
+    }
+    if (d->welcomed)
+        CNT(p, WELCOME_DUPS)++;
+    else
+        note_join(p, d, now);
+    d->welcomed = true;
+    d->hello_gen++;           /* no more Hello retries */
+    d->epoch = w->epoch;
+    if (!d->ever_joined) {
+        d->ever_joined = true;
+        live_inc(&p->st->live.joined);
+    }
+}
+
+static void vanish(struct proc *p, struct dev *d, uint64_t round,
+                   uint32_t timeout_ms, uint64_t now)
+{
+    const int64_t ms = p->cfg->vanish_ms >= 0 ? p->cfg->vanish_ms
+                                              : (int64_t)timeout_ms + 250;
+    p->st->rounds[round_slot(round)].vanished++;
+    CNT(p, VANISHED)++;
+    close_socket(p, d, 0);
+    d->state = DS_VANISHED;
+    d->welcomed = false;
+    d->think_pending = false;
+    if (p->cfg->rounds_expected > 0 && round >= p->cfg->rounds_expected) {
+        d->state = DS_CLOSED;
+        dev_finish(p, d);
+        return;
+    }
+    if (!d->returning) {
+        d->returning = true;
+        p->nreturning++;
+    }
+    if (timer_add(p, now + (uint64_t)ms * NS_PER_MS, (uint32_t)(d - p->dev),
+                  T_RECONNECT, 0) != FL_OK)
+        CNT(p, SEND_ERRORS)++;
+}
+
+static void answer_task(struct proc *p, struct dev *d, uint64_t round,
+                        uint64_t now)
+{
+    const struct bench_swarm_config *cfg = p->cfg;
+    uint64_t delay_ms = cfg->think_ms;
+    d->answered_round = round;
+    if (cfg->jitter_ms > 0)
+        delay_ms += fl_rng_below(&p->rng, (uint64_t)cfg->jitter_ms + 1);
+    if (delay_ms == 0) {
+        dev_send(p, d, SEND_UPDATE, round);
+        return;
+    }
+    d->think_pending = true;
+    d->think_round = round;
+    if (timer_add(p, now + delay_ms * NS_PER_MS, (uint32_t)(d - p->dev),
+                  T_SEND, round) != FL_OK)
+        CNT(p, SEND_ERRORS)++;
+}
+
+static bool task_usable(struct proc *p, struct dev *d, const struct pb_task *t)
+{
+    double density;
+    enum cmp_value_coding values;
+    enum cmp_codec codec;
+    int level;
+    enum fl_err rc = check_model(p, d, t);
+    if (rc != FL_OK) {
+        CNT(p, MODEL_ERRORS)++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "device %u: the model of the task for round "
+                   "%llu (version %llu%s) is not usable: %s", d->gindex,
+                   (unsigned long long)t->round,
+                   (unsigned long long)t->model_version,
+                   t->has_model_delta ? ", sparse delta"
+                   : t->model.has_base_version ? ", delta" : "",
+                   fl_strerror(rc));
+        return false;
+    }
+    rc = task_setting(p, &t->compress, &density, &values, &codec, &level);
+    if (rc == FL_OK)
+        rc = upd_ensure(p, p->dim, density, values, codec, level);
+    if (rc != FL_OK) {
+        CNT(p, SETTING_ERRORS)++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "device %u: cannot build updates for the "
+                   "task of round %llu: %s", d->gindex,
+                   (unsigned long long)t->round, fl_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+/* A second Task for a round the device already answered, in the same
+ * attempt: the coordinator has not yet told the fate of that answer (a new
+ * attempt of the round says NOT_USED for it). It comes from a Hello retry
+ * that crossed the Welcome; answering it would be a duplicate. */
+static bool task_is_duplicate(const struct dev *d, const struct pb_task *t)
+{
+    return d->answered_round != 0 && d->answered_round == t->round &&
+           t->last_update_round != t->round;
+}
+
+static void on_task(struct proc *p, struct dev *d, const struct pb_task *t,
+                    uint64_t now)
+{
+    struct swarm_round *r = &p->st->rounds[round_slot(t->round)];
+    if (d->welcomed && task_is_duplicate(d, t)) {
+        CNT(p, DUP_TASKS)++;
+        return;
+    }
+    r->tasks++;
+    live_inc(&p->st->live.tasks);
+    if (!d->welcomed || t->epoch != d->epoch) {
+        /* a Task of another coordinator run: say Hello again */
+        CNT(p, EPOCH_CHANGES)++;
+        r->bad_tasks++;
+        d->welcomed = false;
+        d->hello_backoff_ms = p->cfg->hello_retry_ms;
+        send_hello(p, d, now);
+        return;
+    }
+    if (!task_usable(p, d, t)) {
+        r->bad_tasks++;
+        return;
+    }
+    d->has_model = true;
+    d->held_version = t->model_version;
+    if (p->cfg->vanish > 0 && fl_rng_uniform(&p->rng) < p->cfg->vanish) {
+        vanish(p, d, t->round, t->timeout_ms, now);
+        return;
+    }
+    answer_task(p, d, t->round, now);
+}
+
+static void on_reject(struct proc *p, struct dev *d, const struct pb_reject *j)
+{
+    const size_t slot = j->has_round ? round_slot(j->round) : 0;
+    p->st->rounds[slot].rejects[reject_slot(j->code)]++;
+    live_inc(&p->st->live.rejects);
+    if (log_detail(p))
+        fl_log(FL_LOG_WARN, "device %u: reject %u (%s)%s%llu", d->gindex,
+               j->code, fl_err_name((enum fl_err)j->code),
+               j->has_round ? " for round " : "",
+               j->has_round ? (unsigned long long)j->round : 0ULL);
+    if (!d->welcomed && !d->ever_joined &&
+        (j->code == FL_ERR_VERSION || j->code == FL_ERR_INVALID_ARG ||
+         j->code == FL_ERR_SAMPLES || j->code == FL_ERR_FULL)) {
+        /* refused at Hello, as a worker would stop */
+        CNT(p, REFUSED)++;
+        close_socket(p, d, 0);
+        d->state = DS_CLOSED;
+        dev_finish(p, d);
+    }
+}
+
+static void on_bye(struct proc *p, struct dev *d)
+{
+    p->saw_bye = true;
+    live_inc(&p->st->live.byes);
+    close_socket(p, d, 0);
+    d->state = DS_CLOSED;
+    d->think_pending = false;
+    dev_finish(p, d);
+}
+
+static void handle_msg(struct proc *p, struct dev *d, const uint8_t *data,
+                       size_t len, uint64_t now)
+{
+    struct pb_msg *msg = NULL;
+    const struct pb_envelope *env = NULL;
+    char why[160] = "";
+    const enum fl_err rc = pb_unpack(data, len, &p->lim, &msg, &env, NULL,
+                                     why, sizeof(why));
+    if (rc != FL_OK) {
+        CNT(p, UNPACK_ERRORS)++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "device %u: cannot parse a message of %zu "
+                   "bytes: %s%s%s", d->gindex, len, fl_strerror(rc),
+                   why[0] != '\0' ? ": " : "", why);
+        return;
+    }
+    switch (env->body) {
+    case PB_BODY_WELCOME:
+        on_welcome(p, d, &env->welcome, now);
+        break;
+    case PB_BODY_TASK:
+        on_task(p, d, &env->task, now);
+        break;
+    case PB_BODY_REJECT:
+        on_reject(p, d, &env->reject);
+        break;
+    case PB_BODY_BYE:
+        on_bye(p, d);
+        break;
+    case PB_BODY_NONE:
+    case PB_BODY_HELLO:
+    case PB_BODY_UPDATE:
+        CNT(p, UNEXPECTED)++;
+        break;
+    }
+    pb_msg_destroy(&msg);
+}
+
+/* Receive one message from d. 1 handled, 0 none waiting, -1 error. */
+static int recv_one(struct proc *p, struct dev *d, uint64_t now)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, d->sock, ZMQ_DONTWAIT) < 0) {
+        const int err = errno;
+        zmq_msg_close(&m);
+        return err == EAGAIN || err == EINTR ? 0 : -1;
+    }
+    const size_t len = zmq_msg_size(&m);
+    CNT(p, MSGS_DOWN)++;
+    CNT(p, BYTES_DOWN) += len;
+    if (zmq_msg_more(&m)) {
+        CNT(p, UNEXPECTED)++;   /* one frame per message: drop the rest */
+        while (zmq_msg_more(&m)) {
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, d->sock, 0) < 0)
+                break;
+        }
+        zmq_msg_close(&m);
+        return 1;
+    }
+    handle_msg(p, d, zmq_msg_data(&m), len, now);
+    zmq_msg_close(&m);
+    return 1;
+}
+
+/* Drain a socket: read ZMQ_EVENTS (which processes the socket's
+ * commands), flush queued sends on POLLOUT, receive while POLLIN. */
+static void drain(struct proc *p, struct dev *d, uint64_t now)
+{
+    for (int i = 0; i < DRAIN_BATCH; i++) {
+        int ev = 0;
+        size_t sz = sizeof(ev);
+        if (d->sock == NULL)
+            return;
+        if (zmq_getsockopt(d->sock, ZMQ_EVENTS, &ev, &sz) != 0) {
+            if (errno == EINTR)
+                continue;
+            CNT(p, SEND_ERRORS)++;
+            return;
+        }
+        if ((ev & ZMQ_POLLOUT) != 0 && d->nq > 0)
+            flush_queue(p, d);
+        if ((ev & ZMQ_POLLIN) == 0 || recv_one(p, d, now) <= 0)
+            return;
+    }
+    mark_dirty(p, d);   /* more to read: come back after the others */
+}
+
+static void drain_dirty(struct proc *p, uint64_t now)
+{
+    const uint32_t n = p->ndirty;
+    for (uint32_t i = 0; i < n; i++) {
+        struct dev *d = &p->dev[p->dirty[i]];
+        d->dirty = false;
+        drain(p, d, now);
+    }
+    /* entries added while draining move to the front */
+    memmove(p->dirty, p->dirty + n, (size_t)(p->ndirty - n) *
+            sizeof(*p->dirty));
+    p->ndirty -= n;
+}
+
+static void fire_timer(struct proc *p, const struct timer *t, uint64_t now)
+{
+    struct dev *d = &p->dev[t->dev];
+    switch ((enum timer_kind)t->kind) {
+    case T_HELLO:
+        if (d->state != DS_OPEN || d->welcomed || t->arg != d->hello_gen)
+            return;
+        drain(p, d, now);   /* a Welcome may be waiting unread */
+        if (d->state == DS_OPEN && !d->welcomed && t->arg == d->hello_gen)
+            send_hello(p, d, now);
+        return;
+    case T_SEND:
+        if (d->state != DS_OPEN || !d->think_pending ||
+            d->think_round != t->arg)
+            return;
+        d->think_pending = false;
+        dev_send(p, d, SEND_UPDATE, t->arg);
+        return;
+    case T_RECONNECT:
+        if (d->state != DS_VANISHED)
+            return;
+        CNT(p, RECONNECTS)++;
+        if (open_device(p, d, now) != FL_OK)
+            CNT(p, SEND_ERRORS)++;
+        return;
+    }
+}
+
+static void run_timers(struct proc *p, uint64_t now)
+{
+    while (p->nheap > 0 && p->heap[0].due <= now) {
+        const struct timer t = timer_pop(p);
+        fire_timer(p, &t, now);
+    }
+}
+
+static int wait_ms(const struct proc *p, uint64_t now)
+{
+    uint64_t ms = 100;
+    if (p->ndirty > 0 || p->ncreated < p->ndev)
+        return p->ndirty > 0 ? 0 : 1;
+    if (p->nheap > 0) {
+        const uint64_t due = p->heap[0].due;
+        ms = due <= now ? 0 : FL_MIN(ms, (due - now + NS_PER_MS - 1) /
+                                             NS_PER_MS);
+    }
+    return (int)ms;
+}
+
+/* Drain every open socket of an unfinished device: a safety net behind
+ * the edge-triggered descriptors, run once a second. What it finds is
+ * counted (sweep_found): a non-zero count means a wake-up was missed. */
+static void sweep(struct proc *p, uint64_t now)
+{
+    const uint64_t before = CNT(p, MSGS_DOWN);
+    for (uint32_t i = 0; i < p->ncreated; i++) {
+        struct dev *d = &p->dev[i];
+        if (d->sock != NULL && !d->finished)
+            drain(p, d, now);
+    }
+    CNT(p, SWEEP_FOUND) += CNT(p, MSGS_DOWN) - before;
+}
+
+/* Devices that vanished and are not back when everything else has ended
+ * (Bye received, or --rounds-expected reached and nothing came for them
+ * within a grace period) will never be welcomed: the coordinator ended
+ * while they were away. They finish as "stranded" instead of holding the
+ * swarm until --max-seconds. */
+static void check_stranded(struct proc *p, uint64_t now)
+{
+    if (p->nreturning == 0 || p->nfinished + p->nreturning < p->ndev) {
+        p->stranded_since = 0;
+        return;
+    }
+    if (p->stranded_since == 0)
+        p->stranded_since = now;
+    if (!p->saw_bye && now - p->stranded_since < STRANDED_GRACE_NS)
+        return;
+    for (uint32_t i = 0; i < p->ncreated; i++) {
+        struct dev *d = &p->dev[i];
+        if (!d->returning || d->finished)
+            continue;
+        d->returning = false;
+        p->nreturning--;
+        close_socket(p, d, 0);
+        d->state = DS_CLOSED;
+        CNT(p, STRANDED)++;
+        dev_finish(p, d);
+    }
+}
+
+static enum fl_err proc_loop(struct proc *p)
+{
+    uint64_t next_sweep = fl_now_ns() + NS_PER_S;
+    struct epoll_event evs[EPOLL_BATCH];
+    while (p->nfinished < p->ndev && stop_flag == 0) {
+        uint64_t now = fl_now_ns();
+        if (now >= p->deadline_ns) {
+            p->c->timed_out = 1;
+            break;
+        }
+        if (p->ncreated < p->ndev)
+            FL_FORWARD_ERR(connect_more(p, now));
+        const int n = epoll_wait(p->ep, evs, EPOLL_BATCH, wait_ms(p, now));
+        if (n < 0 && errno != EINTR) {
+            fl_log(FL_LOG_ERR, "epoll_wait failed: %s", strerror(errno));
+            return FL_ERR_IO;
+        }
+        now = fl_now_ns();
+        for (int i = 0; i < n; i++)
+            drain(p, &p->dev[evs[i].data.u32], now);
+        drain_dirty(p, now);
+        run_timers(p, now);
+        if (now >= next_sweep) {
+            sweep(p, now);
+            next_sweep = now + NS_PER_S;
+        }
+        check_stranded(p, now);
+    }
+    if (stop_flag != 0)
+        p->c->interrupted = 1;
+    return FL_OK;
+}
+
+static enum fl_err proc_setup(struct proc *p)
+{
+    const int max_sockets = (int)(p->ndev + p->ndev / 8 + 64);
+    p->dev = fl_calloc(p->ndev, sizeof(*p->dev));
+    /* a device drained from the dirty list may be marked again while the
+     * list's processed part is still in place: two slots per device */
+    p->dirty = fl_calloc(2 * (size_t)p->ndev, sizeof(*p->dirty));
+    p->cctx = cmp_ctx_new();
+    if (p->dev == NULL || p->dirty == NULL || p->cctx == NULL)
+        return FL_ERR_NOMEM;
+    for (uint32_t i = 0; i < p->ndev; i++)
+        p->dev[i].gindex = p->first + i;
+    p->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (p->ep < 0) {
+        fl_log(FL_LOG_ERR, "epoll_create1 failed: %s", strerror(errno));
+        return FL_ERR_IO;
+    }
+    p->zctx = zmq_ctx_new();
+    if (p->zctx == NULL)
+        return FL_ERR_ZMQ;
+    if (max_sockets > zmq_ctx_get(p->zctx, ZMQ_SOCKET_LIMIT) ||
+        zmq_ctx_set(p->zctx, ZMQ_MAX_SOCKETS, max_sockets) != 0) {
+        fl_log(FL_LOG_ERR, "cannot raise ZMQ_MAX_SOCKETS to %d (limit %d): "
+               "%s", max_sockets, zmq_ctx_get(p->zctx, ZMQ_SOCKET_LIMIT),
+               zmq_strerror(errno));
+        return FL_ERR_ZMQ;
+    }
+    if (p->cfg->dimension > 0) {
+        p->dim = p->cfg->dimension;
+        p->c->dimension = p->dim;
+        p->model.buf = fl_calloc((size_t)p->dim, sizeof(float));
+        if (p->model.buf == NULL)
+            return FL_ERR_NOMEM;
+        return upd_ensure(p, p->dim, p->cfg->density, p->cfg->values,
+                          p->cfg->codec, p->cfg->level);
+    }
+    return FL_OK;
+}
+
+static void proc_release(struct proc *p)
+{
+    /* Updates still queued in ZeroMQ get CLOSE_LINGER_MS to leave */
+    for (uint32_t i = 0; i < p->ncreated; i++)
+        close_socket(p, &p->dev[i], CLOSE_LINGER_MS);
+    if (p->zctx != NULL) {
+        while (zmq_ctx_term(p->zctx) != 0 && errno == EINTR)
+            ;
+    }
+    if (p->ep >= 0)
+        close(p->ep);
+    upd_set_release(&p->upd);
+    cmp_ctx_destroy(&p->cctx);
+    fl_free(p->model.buf);
+    fl_free(p->heap);
+    fl_free(p->sbuf);
+    fl_free(p->dirty);
+    fl_free(p->dev);
+}
+
+static void child_signals(void)
+{
+    struct sigaction sa;
+    sigset_t all;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;   /* no SA_RESTART: epoll_wait returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigemptyset(&all);
+    sigaddset(&all, SIGINT);
+    sigaddset(&all, SIGTERM);
+    sigaddset(&all, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &all, NULL);
+}
+
+/* The body of one child process; returns its exit code. */
+static int proc_main(const struct bench_swarm_config *cfg, uint32_t index,
+                     uint32_t first, uint32_t ndev,
+                     struct swarm_proc_stats *st, uint64_t deadline_ns)
+{
+    struct proc p;
+    memset(&p, 0, sizeof(p));
+    p.cfg = cfg;
+    p.index = index;
+    p.first = first;
+    p.ndev = ndev;
+    p.st = st;
+    p.c = &st->c;
+    p.ep = -1;
+    p.deadline_ns = deadline_ns;
+    p.lim.max_message = MAX_MESSAGE;
+    p.lim.max_alloc = 2 * MAX_MESSAGE + (1u << 20);
+    fl_rng_seed(&p.rng, cfg->seed ^ ((uint64_t)(index + 1) << 32));
+    stop_flag = 0;
+    child_signals();
+    /* A fixed mmap threshold: model-sized buffers (Tasks, parsed copies)
+     * go back to the system when freed instead of staying in the heaps of
+     * glibc's arenas, whose dynamic threshold would keep them. */
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    enum fl_err rc = proc_setup(&p);
+    if (rc == FL_OK)
+        rc = proc_loop(&p);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_ERR, "swarm process %u failed: %s", index,
+               fl_strerror(rc));
+        st->c.setup_failed = 1;
+    }
+    fl_log(FL_LOG_INFO, "swarm process %u: %u of %u devices finished",
+           index, p.nfinished, p.ndev);
+    proc_release(&p);
+    return rc == FL_OK ? 0 : 2;
+}
+
+/* ====================================================================
+ * 4. the parent
+ * ==================================================================== */
+
+struct child {
+    pid_t pid;
+    bool done;
+    int status;
+    struct rusage ru;
+};
+
+struct totals {
+    struct swarm_counters c;
+    struct swarm_round *rounds;   /* BENCH_SWARM_MAX_ROUNDS */
+    uint64_t joined, byes, finished, tasks, updates, rejects;
+    uint64_t vanished_r, bad_tasks, unanswered;
+    double cpu_s;
+    double wall_s;
+    bool child_failed;
+};
+
+static void add_counters(struct swarm_counters *a,
+                         const struct swarm_counters *b)
+{
+    for (size_t i = 0; i < C__N; i++)
+        a->n[i] += b->n[i];
+    a->dimension = FL_MAX(a->dimension, b->dimension);
+    a->k = FL_MAX(a->k, b->k);
+    a->join_max_ns = FL_MAX(a->join_max_ns, b->join_max_ns);
+    a->timed_out |= b->timed_out;
+    a->interrupted |= b->interrupted;
+    a->setup_failed |= b->setup_failed;
+}
+
+static void add_up(struct totals *t, struct swarm_proc_stats *st,
+                   uint32_t nproc)
+{
+    for (uint32_t i = 0; i < nproc; i++) {
+        struct swarm_proc_stats *s = &st[i];
+        add_counters(&t->c, &s->c);
+        t->joined += live_get(&s->live.joined);
+        t->byes += live_get(&s->live.byes);
+        t->finished += live_get(&s->live.finished);
+        t->tasks += live_get(&s->live.tasks);
+        t->updates += live_get(&s->live.updates);
+        t->rejects += live_get(&s->live.rejects);
+        for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
+            struct swarm_round *a = &t->rounds[r];
+            const struct swarm_round *b = &s->rounds[r];
+            a->tasks += b->tasks;
+            a->updates += b->updates;
+            a->vanished += b->vanished;
+            a->bad_tasks += b->bad_tasks;
+            for (size_t j = 0; j < REJ_SLOTS; j++)
+                a->rejects[j] += b->rejects[j];
+        }
+    }
+    for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
+        const struct swarm_round *a = &t->rounds[r];
+        const uint64_t answered = (uint64_t)a->updates + a->vanished;
+        t->vanished_r += a->vanished;
+        t->bad_tasks += a->bad_tasks;
+        if (a->tasks > answered)
+            t->unanswered += a->tasks - answered;
+    }
+}
+
+static uint64_t round_rejects(const struct swarm_round *r)
+{
+    uint64_t n = 0;
+    for (size_t j = 0; j < REJ_SLOTS; j++)
+        n += r->rejects[j];
+    return n;
+}
+
+static bool round_used(const struct swarm_round *r)
+{
+    return r->tasks > 0 || r->updates > 0 || r->vanished > 0 ||
+           round_rejects(r) > 0;
+}
+
+static bool verdict_ok(const struct bench_swarm_config *cfg,
+                       const struct totals *t)
+{
+    return !t->child_failed && t->joined == cfg->devices &&
+           t->unanswered == 0 && t->rejects == 0 && t->bad_tasks == 0 &&
+           t->c.n[C_UNPACK_ERRORS] == 0 && t->c.n[C_DIM_MISMATCH] == 0 &&
+           !t->c.timed_out && !t->c.interrupted && !t->c.setup_failed;
+}
+
+/* The verdict line (no newline). */
+static void verdict_text(const struct bench_swarm_config *cfg,
+                         const struct totals *t, char *buf, size_t len)
+{
+    size_t o = 0;
+#define ADD(...)                                                               \
+    do {                                                                       \
+        if (o < len)                                                           \
+            o += (size_t)snprintf(buf + o, len - o, __VA_ARGS__);              \
+    } while (0)
+    if (verdict_ok(cfg, t)) {
+        ADD("all %u devices joined; every round got its answers",
+            cfg->devices);
+        return;
+    }
+    buf[0] = '\0';
+    if (t->joined != cfg->devices)
+        ADD("%llu of %u devices joined; ", (unsigned long long)t->joined,
+            cfg->devices);
+    for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
+        const struct swarm_round *a = &t->rounds[r];
+        const uint64_t answered = (uint64_t)a->updates + a->vanished;
+        if (a->tasks > answered)
+            ADD("round %zu: %llu of %u tasks unanswered; ", r,
+                (unsigned long long)(a->tasks - answered), a->tasks);
+    }
+    if (t->rejects > 0)
+        ADD("%llu rejects received; ", (unsigned long long)t->rejects);
+    if (t->bad_tasks > 0)
+        ADD("%llu tasks not usable (model %llu, base %llu, settings %llu, "
+            "epoch %llu); ", (unsigned long long)t->bad_tasks,
+            (unsigned long long)t->c.n[C_MODEL_ERRORS],
+            (unsigned long long)t->c.n[C_BASE_ERRORS],
+            (unsigned long long)t->c.n[C_SETTING_ERRORS],
+            (unsigned long long)t->c.n[C_EPOCH_CHANGES]);
+    if (t->c.n[C_UNPACK_ERRORS] > 0 || t->c.n[C_DIM_MISMATCH] > 0)
+        ADD("%llu unparsable messages, %llu welcome dimension mismatches; ",
+            (unsigned long long)t->c.n[C_UNPACK_ERRORS],
+            (unsigned long long)t->c.n[C_DIM_MISMATCH]);
+    if (t->c.timed_out)
+        ADD("timed out after %g s; ", cfg->max_seconds);
+    if (t->c.interrupted)
+        ADD("interrupted; ");
+    if (t->child_failed || t->c.setup_failed)
+        ADD("a swarm process failed; ");
+    if (o >= 2 && o < len)
+        buf[o - 2] = '\0';
+#undef ADD
+}
+
+static void print_summary(const struct bench_swarm_config *cfg,
+                          uint32_t nproc, const struct totals *t, FILE *out)
+{
+    const struct swarm_counters *c = &t->c;
+    char verdict[2048];
+    fprintf(out, "%s: %u devices in %u processes against %s, %.1f s, "
+            "swarm cpu %.1f s\n", BENCH_SWARM_PROGRAM, cfg->devices, nproc,
+            cfg->connect, t->wall_s, t->cpu_s);
+    fprintf(out, "joined %llu/%u (socket to Welcome: mean %.1f ms, max %.1f "
+            "ms), byes %llu, hellos %llu, welcomes again %llu, reconnects "
+            "%llu, stranded %llu, refused %llu\n",
+            (unsigned long long)t->joined,
+            cfg->devices,
+            c->n[C_JOINS] ? (double)c->n[C_JOIN_NS] / 1e6 /
+                                (double)c->n[C_JOINS]
+                          : 0.0,
+            (double)c->join_max_ns / 1e6, (unsigned long long)t->byes,
+            (unsigned long long)c->n[C_HELLOS],
+            (unsigned long long)c->n[C_WELCOME_DUPS],
+            (unsigned long long)c->n[C_RECONNECTS],
+            (unsigned long long)c->n[C_STRANDED],
+            (unsigned long long)c->n[C_REFUSED]);
+    fprintf(out, "%7s %8s %8s %8s %10s %8s %8s\n", "round", "tasks",
+            "updates", "vanished", "unanswered", "bad", "rejects");
+    for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
+        const struct swarm_round *a = &t->rounds[r];
+        if (!round_used(a))
+            continue;
+        const uint64_t answered = (uint64_t)a->updates + a->vanished;
+        fprintf(out, "%7zu %8u %8u %8u %10llu %8u %8llu\n", r, a->tasks,
+                a->updates, a->vanished,
+                (unsigned long long)(a->tasks > answered ? a->tasks - answered
+                                                         : 0),
+                a->bad_tasks, (unsigned long long)round_rejects(a));
+    }
+    fprintf(out, "model: dimension %llu, k %llu; tasks full %llu, xor "
+            "delta %llu, sparse delta %llu; decoded %llu, deltas applied "
+            "%llu, matched %llu, unverified %llu, errors %llu, base errors "
+            "%llu\n",
+            (unsigned long long)c->dimension, (unsigned long long)c->k,
+            (unsigned long long)c->n[C_TASKS_FULL],
+            (unsigned long long)c->n[C_TASKS_DELTA],
+            (unsigned long long)c->n[C_TASKS_SPARSE],
+            (unsigned long long)c->n[C_MODEL_DECODES],
+            (unsigned long long)c->n[C_DELTA_APPLIES],
+            (unsigned long long)c->n[C_MODEL_CACHED],
+            (unsigned long long)c->n[C_MODEL_UNVERIFIED],
+            (unsigned long long)c->n[C_MODEL_ERRORS],
+            (unsigned long long)c->n[C_BASE_ERRORS]);
+    fprintf(out, "traffic: up %llu bytes in %llu messages, down %llu bytes "
+            "in %llu messages; packing %.2f us per update; send EAGAIN "
+            "%llu, errors %llu\n", (unsigned long long)c->n[C_BYTES_UP],
+            (unsigned long long)c->n[C_MSGS_UP],
+            (unsigned long long)c->n[C_BYTES_DOWN],
+            (unsigned long long)c->n[C_MSGS_DOWN],
+            c->n[C_PACKS] ? (double)c->n[C_PACK_NS] / 1e3 / (double)c->n[C_PACKS] : 0.0,
+            (unsigned long long)c->n[C_SEND_EAGAIN],
+            (unsigned long long)c->n[C_SEND_ERRORS]);
+    verdict_text(cfg, t, verdict, sizeof(verdict));
+    fprintf(out, "verdict: %s\n", verdict);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void json_rejects(FILE *f, const uint32_t *rej)
+{
+    bool first = true;
+    fputc('{', f);
+    for (size_t j = 0; j < REJ_SLOTS; j++) {
+        if (rej[j] == 0)
+            continue;
+        fprintf(f, "%s\"%s\":%u", first ? "" : ",",
+                j < FL_ERR__MAX ? fl_err_name((enum fl_err)j) : "unknown",
+                rej[j]);
+        first = false;
+    }
+    fputc('}', f);
+}
+
+static void json_rounds(FILE *f, const struct totals *t)
+{
+    bool first = true;
+    fputs("\"rounds\":[", f);
+    for (size_t r = 1; r < BENCH_SWARM_MAX_ROUNDS; r++) {
+        const struct swarm_round *a = &t->rounds[r];
+        if (!round_used(a))
+            continue;
+        const uint64_t answered = (uint64_t)a->updates + a->vanished;
+        fprintf(f, "%s\n  {\"round\":%zu,\"tasks\":%u,\"updates\":%u,"
+                "\"vanished\":%u,\"unanswered\":%llu,\"bad_tasks\":%u,"
+                "\"rejects\":", first ? "" : ",", r, a->tasks, a->updates,
+                a->vanished,
+                (unsigned long long)(a->tasks > answered ? a->tasks - answered
+                                                         : 0),
+                a->bad_tasks);
+        json_rejects(f, a->rejects);
+        fputc('}', f);
+        first = false;
+    }
+    fputs("],\n\"rejects_without_round\":", f);
+    json_rejects(f, t->rounds[0].rejects);
+}
+
+#define JU(name, v) fprintf(f, "\"%s\":%llu,", name, (unsigned long long)(v))
+
+static void json_counters(FILE *f, const struct swarm_counters *c)
+{
+    for (size_t i = 0; i < C__N; i++) {
+        if (i == C_PACK_NS || i == C_PRECOMPUTE_NS || i == C_JOIN_NS)
+            continue;
+        fprintf(f, "\"%s\":%llu,%s", ctr_names[i],
+                (unsigned long long)c->n[i], i % 8 == 7 ? "\n" : "");
+    }
+    fprintf(f, "\"join_ms_mean\":%.3f,\"join_ms_max\":%.3f,",
+            c->n[C_JOINS] ? (double)c->n[C_JOIN_NS] / 1e6 /
+                                (double)c->n[C_JOINS]
+                          : 0.0,
+            (double)c->join_max_ns / 1e6);
+    fprintf(f, "\"precompute_ms\":%.1f,\"pack_us_per_update\":%.3f,",
+            (double)c->n[C_PRECOMPUTE_NS] / 1e6,
+            c->n[C_PACKS] ? (double)c->n[C_PACK_NS] / 1e3 /
+                                (double)c->n[C_PACKS]
+                          : 0.0);
+}
+
+static enum fl_err write_report(const struct bench_swarm_config *cfg,
+                                uint32_t nproc, const struct totals *t)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    char verdict[2048];
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return FL_ERR_NOMEM;
+    verdict_text(cfg, t, verdict, sizeof(verdict));
+    fprintf(f, "{\"program\":\"%s\",\"version\":\"%s\",\"connect\":",
+            BENCH_SWARM_PROGRAM, BENCH_SWARM_VERSION);
+    json_string(f, cfg->connect);
+    fprintf(f, ",\"devices\":%u,\"procs\":%u,", cfg->devices, nproc);
+    JU("dimension", t->c.dimension);
+    JU("k", t->c.k);
+    JU("joined", t->joined);
+    JU("byes", t->byes);
+    JU("finished", t->finished);
+    JU("tasks", t->tasks);
+    JU("updates", t->updates);
+    JU("rejects", t->rejects);
+    JU("unanswered", t->unanswered);
+    JU("bad_tasks", t->bad_tasks);
+    fprintf(f, "\"wall_s\":%.3f,\"cpu_s\":%.3f,\"timed_out\":%s,"
+            "\"interrupted\":%s,\n", t->wall_s, t->cpu_s,
+            t->c.timed_out ? "true" : "false",
+            t->c.interrupted ? "true" : "false");
+    json_counters(f, &t->c);
+    fputc('\n', f);
+    json_rounds(f, t);
+    fputs(",\n\"verdict\":", f);
+    json_string(f, verdict);
+    fprintf(f, ",\"ok\":%s}\n", verdict_ok(cfg, t) ? "true" : "false");
+    if (fclose(f) != 0) {
+        free(buf);
+        return FL_ERR_NOMEM;
+    }
+    const enum fl_err rc = fl_file_write_atomic(cfg->report, buf, len);
+    free(buf);
+    return rc;
+}
+
+#undef JU
+
+static void raise_nofile(uint64_t *soft, uint64_t *hard)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        *soft = *hard = 1024;
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    *soft = (uint64_t)rl.rlim_cur;
+    *hard = (uint64_t)rl.rlim_max;
+}
+
+static void progress(const struct bench_swarm_config *cfg,
+                     struct swarm_proc_stats *st, uint32_t nproc)
+{
+    uint64_t j = 0, tk = 0, u = 0, b = 0, rj = 0;
+    for (uint32_t i = 0; i < nproc; i++) {
+        j += live_get(&st[i].live.joined);
+        tk += live_get(&st[i].live.tasks);
+        u += live_get(&st[i].live.updates);
+        b += live_get(&st[i].live.byes);
+        rj += live_get(&st[i].live.rejects);
+    }
+    fl_log(FL_LOG_INFO, "joined %llu/%u, tasks %llu, updates %llu, rejects "
+           "%llu, byes %llu", (unsigned long long)j, cfg->devices,
+           (unsigned long long)tk, (unsigned long long)u,
+           (unsigned long long)rj, (unsigned long long)b);
+}
+
+static void signal_children(struct child *ch, uint32_t n, int sig)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (!ch[i].done && ch[i].pid > 0)
+            kill(ch[i].pid, sig);
+    }
+}
+
+static uint32_t reap(struct child *ch, uint32_t n)
+{
+    uint32_t alive = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (ch[i].done)
+            continue;
+        const pid_t r = wait4(ch[i].pid, &ch[i].status, WNOHANG, &ch[i].ru);
+        if (r == ch[i].pid || (r < 0 && errno == ECHILD))
+            ch[i].done = true;
+        else
+            alive++;
+    }
+    return alive;
+}
+
+/* Wait for the children; forward SIGINT/SIGTERM; after the run's deadline
+ * plus a grace period, kill what is left. */
+static bool supervise(const struct bench_swarm_config *cfg, struct child *ch,
+                      uint32_t n, struct swarm_proc_stats *st,
+                      const sigset_t *set, uint64_t deadline_ns)
+{
+    const uint64_t grace = 30 * NS_PER_S;
+    uint64_t next_progress = fl_now_ns() + 5 * NS_PER_S;
+    bool interrupted = false, killed = false;
+    while (reap(ch, n) > 0) {
+        const struct timespec ts = {.tv_sec = 0, .tv_nsec = 250000000};
+        const int sig = sigtimedwait(set, NULL, &ts);
+        const uint64_t now = fl_now_ns();
+        if (sig == SIGINT || sig == SIGTERM) {
+            interrupted = true;
+            signal_children(ch, n, SIGTERM);
+        }
+        if (!killed && deadline_ns != UINT64_MAX &&
+            now > deadline_ns + grace) {
+            fl_log(FL_LOG_ERR, "swarm processes still running %llu s after "
+                   "the deadline: killing them",
+                   (unsigned long long)(grace / NS_PER_S));
+            signal_children(ch, n, SIGKILL);
+            killed = true;
+        }
+        if (now >= next_progress) {
+            progress(cfg, st, n);
+            next_progress = now + 5 * NS_PER_S;
+        }
+    }
+    return interrupted;
+}
+
+static bool children_failed(const struct child *ch, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (!WIFEXITED(ch[i].status) || WEXITSTATUS(ch[i].status) != 0)
+            return true;
+    }
+    return false;
+}
+
+static double rusage_s(const struct rusage *ru)
+{
+    return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
+           (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
+}
+
+/* Fork the children; on failure the ones started are stopped. */
+static enum fl_err spawn(const struct bench_swarm_config *cfg,
+                         struct child *ch, uint32_t nproc,
+                         struct swarm_proc_stats *st, uint64_t deadline_ns)
+{
+    for (uint32_t i = 0; i < nproc; i++) {
+        const uint32_t first =
+            (uint32_t)((uint64_t)cfg->devices * i / nproc);
+        const uint32_t end =
+            (uint32_t)((uint64_t)cfg->devices * (i + 1) / nproc);
+        fflush(NULL);
+        const pid_t pid = fork();
+        if (pid < 0) {
+            fl_log(FL_LOG_ERR, "cannot fork swarm process %u: %s", i,
+                   strerror(errno));
+            signal_children(ch, i, SIGTERM);
+            return FL_ERR_IO;
+        }
+        if (pid == 0) /* stdio was flushed: exit() runs LSan in tests */
+            exit(proc_main(cfg, i, first, end - first, &st[i],
+                           deadline_ns));
+        ch[i].pid = pid;
+    }
+    return FL_OK;
+}
+
+static int finish(const struct bench_swarm_config *cfg, uint32_t nproc,
+                  struct totals *t, FILE *out)
+{
+    print_summary(cfg, nproc, t, out);
+    fflush(out);
+    if (cfg->report != NULL) {
+        const enum fl_err rc = write_report(cfg, nproc, t);
+        if (rc != FL_OK)
+            fl_log(FL_LOG_ERR, "cannot write the report '%s': %s",
+                   cfg->report, fl_strerror(rc));
+    }
+    return verdict_ok(cfg, t) ? 0 : 1;
+}
+
+int bench_swarm_run(const struct bench_swarm_config *cfg, FILE *out)
+{
+    uint32_t nproc = 0;
+    uint64_t need = 0, soft = 0, hard = 0;
+    sigset_t set;
+    int code = 2;
+    bench_swarm_plan(cfg, &nproc, &need);
+    raise_nofile(&soft, &hard);
+    if (need > soft) {
+        const uint64_t per = (soft > 64 ? soft - 64 : 1) / 2;
+        fl_log(FL_LOG_ERR, "cannot play %u devices in %u processes: each "
+               "needs about %llu descriptors and the open-file limit is %llu "
+               "(hard %llu); use --procs %llu or more",
+               cfg->devices, nproc, (unsigned long long)need,
+               (unsigned long long)soft, (unsigned long long)hard,
+               (unsigned long long)((cfg->devices + per - 1) / per));
+        return 2;
+    }
+    const size_t map_len = nproc * sizeof(struct swarm_proc_stats);
+    struct swarm_proc_stats *st = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct child *ch = fl_calloc(nproc, sizeof(*ch));
+    struct totals t;
+    memset(&t, 0, sizeof(t));
+    t.rounds = fl_calloc(BENCH_SWARM_MAX_ROUNDS, sizeof(*t.rounds));
+    if (st == MAP_FAILED || ch == NULL || t.rounds == NULL) {
+        fl_log(FL_LOG_ERR, "cannot allocate the statistics of %u processes",
+               nproc);
+        goto out;
+    }
+    fl_log(FL_LOG_INFO, "%u devices in %u processes, about %llu descriptors "
+           "each (limit %llu)", cfg->devices, nproc,
+           (unsigned long long)need, (unsigned long long)soft);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    const uint64_t start = fl_now_ns();
+    const uint64_t deadline =
+        cfg->max_seconds > 0 ? start + (uint64_t)(cfg->max_seconds * 1e9)
+                             : UINT64_MAX;
+    if (spawn(cfg, ch, nproc, st, deadline) != FL_OK) {
+        supervise(cfg, ch, nproc, st, &set, start);
+        goto out;
+    }
+    const bool interrupted = supervise(cfg, ch, nproc, st, &set, deadline);
+    t.wall_s = (double)(fl_now_ns() - start) / 1e9;
+    for (uint32_t i = 0; i < nproc; i++)
+        t.cpu_s += rusage_s(&ch[i].ru);
+    add_up(&t, st, nproc);
+    t.child_failed = children_failed(ch, nproc);
+    t.c.interrupted |= interrupted;
+    code = finish(cfg, nproc, &t, out);
+out:
+    fl_free(t.rounds);
+    fl_free(ch);
+    if (st != MAP_FAILED)
+        munmap(st, map_len);
+    return code;
+}

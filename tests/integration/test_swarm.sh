@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# fedcomp-swarm against a real coordinator (small model, --hidden 16):
+#  1. 50 devices in 2 processes, 2 rounds: the coordinator completes, the
+#     swarm reports every device joined and every round answered, both
+#     reports have 2 rounds with 50 updates each, and the update bytes the
+#     swarm sent equal the bytes the coordinator accepted.
+#  2. 20 devices of which about 20% vanish per Task (socket closed without
+#     answering, then back with a new socket and the same id): rounds
+#     close at the deadline on quorum, the coordinator drops at least the
+#     devices that vanished, the vanished ones come back, and the swarm
+#     still finds every Task it did not vanish on answered.
+#  3. fedcomp-router-baseline with 30 devices and 3 rounds: every device
+#     gets its Bye, the router counts every Hello and Update.
+# Every process runs under a watchdog; no sleeps as synchronisation.
+# asan: yes
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+fl_need
+[[ -x $FL_BIN/fedcomp-swarm ]] || fl_fail "$FL_BIN/fedcomp-swarm not built"
+
+# fl_swarm DIR ARGS... : run the swarm against FL_EP in the foreground
+# (under the watchdog); report in DIR/swarm.json, exit code in SWARM_RC.
+fl_swarm() {
+    local dir=$1 pid
+    shift
+    SWARM_RC=0
+    timeout -s TERM "$FL_WATCHDOG" "$FL_BIN/fedcomp-swarm" \
+        --connect "$FL_EP" --report "$dir/swarm.json" --max-seconds 50 "$@" \
+        >"$dir/swarm.out" 2>"$dir/swarm.log" &
+    pid=$!
+    FL_PIDS+=("$pid")
+    wait "$pid" || SWARM_RC=$?
+}
+
+# jnum FILE EXPR : a number from a JSON file (jq)
+jnum() { jq -r "$2" "$1" 2>/dev/null; }
+
+# ---- 1. 50 devices, 2 processes, 2 rounds
+N=50
+dir=$FL_TMP/swarm
+fl_coord "$dir" --hidden 16 --rounds 2 --min-devices $N --fraction 1 \
+    --quorum 1 --eval-limit 200 --round-timeout 30 --wait-timeout 40 \
+    --density 0.01 --values fp16 --codec zstd:1
+fl_swarm "$dir" --devices $N --procs 2
+fl_wait "$FL_COORD_PID" "coordinator ($dir/coord.log)"
+[[ $SWARM_RC -eq 0 ]] ||
+    fl_fail "swarm exited $SWARM_RC: $(cat "$dir/swarm.out" "$dir/swarm.log")"
+grep -q "^verdict: all $N devices joined; every round got its answers$" \
+    "$dir/swarm.out" || fl_fail "verdict: $(cat "$dir/swarm.out")"
+fl_ok "coordinator completed; swarm: all $N devices joined, all answered"
+
+js=$dir/swarm.json
+[[ $(jnum "$js" .ok) == true && $(jnum "$js" .joined) -eq $N &&
+   $(jnum "$js" .procs) -eq 2 && $(jnum "$js" .byes) -eq $N ]] ||
+    fl_fail "swarm report: $(cat "$js")"
+[[ $(jnum "$js" '.rounds | length') -eq 2 ]] ||
+    fl_fail "swarm report: want 2 rounds: $(jq -c .rounds "$js")"
+for r in 1 2; do
+    sel=".rounds[] | select(.round == $r)"
+    [[ $(jnum "$js" "$sel.tasks") -eq $N &&
+       $(jnum "$js" "$sel.updates") -eq $N &&
+       $(jnum "$js" "$sel.unanswered") -eq 0 ]] ||
+        fl_fail "swarm round $r: $(jq -c "$sel" "$js")"
+done
+[[ $(jnum "$js" .model_errors) -eq 0 && $(jnum "$js" .base_errors) -eq 0 &&
+   $(jnum "$js" .model_decodes) -ge 2 ]] ||
+    fl_fail "model checks: $(jq -c '{model_decodes, delta_applies,
+        model_matched, model_errors, base_errors}' "$js")"
+fl_ok "swarm report: 2 rounds x $N tasks and updates, models checked"
+
+csv=$dir/report/rounds.csv
+[[ $(($(wc -l <"$csv") - 1)) -eq 2 ]] || fl_fail "$csv: $(cat "$csv")"
+for r in 1 2; do
+    rep=$(fl_col "$csv" reported | sed -n "${r}p")
+    [[ $rep -eq $N ]] || fl_fail "round $r: $rep reported, want $N"
+done
+up=$(fl_sum "$csv" up_wire_bytes)
+[[ $up -eq $(jnum "$js" .update_bytes) ]] ||
+    fl_fail "coordinator accepted $up update bytes, swarm sent" \
+        "$(jnum "$js" .update_bytes)"
+fl_ok "coordinator report: 2 rounds x $N reported; $up update bytes match"
+
+# ---- 2. vanishing devices
+# Rounds last at least --think-ms; a device that vanishes comes back
+# after the Task's timeout + 250 ms (the round it left has closed), says
+# Hello again and is given the open round's Task. Devices that vanish in
+# the last round come back after training ended: "stranded".
+N=20
+dir=$FL_TMP/vanish
+fl_coord "$dir" --hidden 16 --rounds 3 --min-devices $N --fraction 1 \
+    --quorum 0.3 --eval-limit 200 --round-timeout 2 --wait-timeout 40 \
+    --max-attempts 3
+fl_swarm "$dir" --devices $N --procs 2 --vanish 0.2 --seed 7 --think-ms 600
+fl_wait "$FL_COORD_PID" "coordinator ($dir/coord.log)"
+[[ $SWARM_RC -eq 0 ]] ||
+    fl_fail "swarm exited $SWARM_RC: $(cat "$dir/swarm.out" "$dir/swarm.log")"
+js=$dir/swarm.json
+vanished=$(jnum "$js" .vanished)
+back=$(jnum "$js" .reconnects)
+[[ $vanished -ge 1 && $(jnum "$js" .unanswered) -eq 0 &&
+   $(jnum "$js" .joined) -eq $N && $(jnum "$js" .rejects) -eq 0 ]] ||
+    fl_fail "swarm report: $(cat "$js")"
+[[ $back -ge 1 && $(jnum "$js" .welcomes) -gt $N ]] ||
+    fl_fail "no vanished device came back and joined again: $(cat "$js")"
+csv=$dir/report/rounds.csv
+for r in 1 2 3; do
+    v=$(jnum "$js" ".rounds[] | select(.round == $r) | .vanished")
+    # every attempt of the round (a retried round is asked again)
+    d=$(awk -F, -v r="$r" 'NR == 1 { for (i = 1; i <= NF; i++) h[$i] = i;
+        next } $h["round"] == r { d += $h["dropped"] }
+        END { print d + 0 }' "$csv")
+    [[ ${v:-0} -le $d ]] ||
+        fl_fail "round $r: $v vanished but $d dropped: $(cat "$csv")"
+done
+fl_ok "$vanished vanished, $back came back (and were tasked again)," \
+    "$(jnum "$js" .stranded) stranded at the end;" \
+    "$(fl_sum "$csv" dropped) dropped by the coordinator; every other task" \
+    "answered"
+
+# ---- 3. the baseline router
+N=30
+dir=$FL_TMP/router
+mkdir -p "$dir"
+timeout -s TERM "$FL_WATCHDOG" "$FL_BIN/fedcomp-router-baseline" \
+    --devices $N --dimension 20000 --rounds 3 \
+    --endpoint-file "$dir/endpoint" --report "$dir/router.json" \
+    >"$dir/router.out" 2>"$dir/router.log" &
+rpid=$!
+FL_PIDS+=("$rpid")
+for ((i = 0; i < 300; i++)); do # bounded: 30 s
+    [[ -s $dir/endpoint ]] && break
+    kill -0 "$rpid" 2>/dev/null || fl_fail "router exited early"
+    sleep 0.1
+done
+FL_EP=$(head -1 "$dir/endpoint")
+fl_swarm "$dir" --devices $N --procs 2
+fl_wait "$rpid" "router baseline ($dir/router.log)"
+[[ $SWARM_RC -eq 0 ]] || fl_fail "swarm exited $SWARM_RC: $(cat "$dir/swarm.out")"
+rj=$dir/router.json
+[[ $(jnum "$rj" .ok) == true && $(jnum "$rj" .hellos) -eq $N &&
+   $(jnum "$rj" .updates) -eq $((3 * N)) && $(jnum "$rj" .byes_out) -eq $N &&
+   $(jnum "$rj" .bytes_in) -eq $(jnum "$dir/swarm.json" .bytes_up) &&
+   $(jnum "$rj" .bytes_out) -eq $(jnum "$dir/swarm.json" .bytes_down) ]] ||
+    fl_fail "router report: $(cat "$rj"); swarm: $(cat "$dir/swarm.json")"
+[[ $(jnum "$dir/swarm.json" .model_errors) -eq 0 &&
+   $(jnum "$dir/swarm.json" .delta_applies) -ge 2 ]] ||
+    fl_fail "models from the router: $(cat "$dir/swarm.json")"
+fl_ok "router baseline: $N hellos, $((3 * N)) updates, $N byes; bytes match;" \
+    "$(jnum "$rj" .cpu_us_per_msg) us CPU per message"
