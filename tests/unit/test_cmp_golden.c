@@ -1,5 +1,5 @@
 /*
- * Golden vectors of the payload format (docs/payload-format.md).
+ * Golden vectors of the payload format (docs/wire-format.md (section 12)).
  *
  * tests/golden/<name>.in   the input: n, k, codings, indices, values (as
  *                          float bit patterns), for dense the vector and
@@ -188,7 +188,7 @@ static void write_input(const struct golden *g)
     path_of(path, sizeof path, g->name, "in");
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f, "# fedcomp golden vector input (docs/payload-format.md)\n");
+    fprintf(f, "# fedcomp golden vector input (docs/wire-format.md (section 12))\n");
     fprintf(f, "# values are IEEE-754 float32 bit patterns\n");
     fprintf(f, "kind %s\n", g->dense ? "dense" : "sparse");
     fprintf(f, "n %" PRIu64 "\nk %zu\n", g->n, g->k);
@@ -533,7 +533,7 @@ static void test_decode(void **state)
     cmp_ctx_destroy(&ctx);
 }
 
-/* The worked example of docs/payload-format.md, byte for byte. */
+/* The worked example of docs/wire-format.md (section 12), byte for byte. */
 static void test_doc_example(void **state)
 {
     (void)state;
