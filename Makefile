@@ -19,8 +19,9 @@ OUTER_TARGETS := all test check bench bench-compress bench-scale fuzz demo sweep
 ifndef FL_INNER
 # ---------------------------------------------------------------- outer
 .PHONY: $(OUTER_TARGETS) deps clean uninstall
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 $(OUTER_TARGETS): deps
-	@$(MAKE) --no-print-directory FL_INNER=1 $@
+	@$(MAKE) --no-print-directory -j$(NPROC) FL_INNER=1 $@
 
 deps:
 	@deploy/deps.sh
@@ -96,47 +97,55 @@ objs = $(patsubst %.c,$(B)/$(1)/obj/%.o,$(2))
 # archives of variant $(1) for layers $(2), in link order, skipping empty ones
 libs = $(foreach l,$(2),$(if $(SRCS_$(l))$(filter pb,$(l)),$(B)/$(1)/lib$(l).a))
 
-$(GEN_C) $(GEN_H): proto/fedcomp.proto
+$(GEN_C) $(GEN_H) &: proto/fedcomp.proto
 	@mkdir -p $(B)/gen
-	protoc-c --c_out=$(B)/gen $<
+	@echo "  PROTO $<"
+	@protoc-c --c_out=$(B)/gen $<
 
 # ---- per-variant rules
 define VARIANT
 $(B)/$(1)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $$(@D)
-	$$(CC) $(WARN) $$(CFLAGS_$(1)) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
+	@echo "  CC    $(1)  $$<"
+	@$$(CC) $(WARN) $$(CFLAGS_$(1)) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
 
 # generated code: not ours to warn about beyond the basics
 $(B)/$(1)/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
 	@mkdir -p $$(@D)
-	$$(CC) -std=c11 -Wall $$(CFLAGS_$(1)) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
+	@echo "  CC    $(1)  $$<"
+	@$$(CC) -std=c11 -Wall $$(CFLAGS_$(1)) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
 
 $(foreach l,common cmp mdl coord wrk bench,
 $(B)/$(1)/lib$(l).a: $(call objs,$(1),$(SRCS_$(l)))
 	@rm -f $$@
-	$$(AR) rcs $$@ $$^
+	@echo "  AR    $$@"
+	@$$(AR) rcs $$@ $$^
 )
 $(B)/$(1)/libpb.a: $(call objs,$(1),$(SRCS_pb)) $(B)/$(1)/obj/gen/proto/fedcomp.pb-c.o
 	@rm -f $$@
-	$$(AR) rcs $$@ $$^
+	@echo "  AR    $$@"
+	@$$(AR) rcs $$@ $$^
 
 $(B)/$(1)/bin/%: $(call libs,$(1),$(LAYERS)) $(call objs,$(1),$(wildcard */*_main.c))
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ \
+	@echo "  LINK  $$@"
+	@$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ \
 	    $(B)/$(1)/obj/$$(patsubst %.c,%.o,$$(PROG_$$*)) \
 	    $(call libs,$(1),$(LAYERS)) $(PKG_LIBS)
 
 $(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRCS)),
 $(B)/$(1)/tests/$(t): $(B)/$(1)/obj/tests/unit/$(t).o $(call libs,$(1),$(call layers_for,$(t)))
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $(CMOCKA_LIBS) $(PKG_LIBS)
+	@echo "  LINK  $$@"
+	@$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $(CMOCKA_LIBS) $(PKG_LIBS)
 )
 
 # plain-main replay of the fuzz targets (gcc; corpus replay in make test)
 $(foreach t,$(patsubst tests/fuzz/%.c,%,$(FUZZ_SRCS)),
 $(B)/$(1)/fuzz/$(t): $(B)/$(1)/obj/tests/fuzz/$(t).o $(B)/$(1)/obj/tests/fuzz/replay_main.o $(call libs,$(1),$(call layers_for,$(t)))
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $(PKG_LIBS)
+	@echo "  LINK  $$@"
+	@$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $(PKG_LIBS)
 )
 
 build-$(1): $(addprefix $(B)/$(1)/bin/,$(PROGRAMS)) \
