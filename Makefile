@@ -32,7 +32,8 @@ clean:
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,fedcomp-coordinator \
 	    fedcomp-worker fedcomp-eval fedcomp-bench fedcomp-report \
-	    fedcomp-swarm fedcomp-router-baseline fedcomp-keygen fedcomp-attack)
+	    fedcomp-swarm fedcomp-router-baseline fedcomp-keygen fedcomp-attack \
+	    fedcomp-tune)
 
 else
 # ---------------------------------------------------------------- inner
@@ -88,10 +89,11 @@ PROG_fedcomp-swarm := bench/swarm_main.c
 PROG_fedcomp-router-baseline := bench/router_main.c
 PROG_fedcomp-keygen := worker/keygen_main.c
 PROG_fedcomp-attack := bench/attack_main.c
+PROG_fedcomp-tune := bench/tune_main.c
 PROGRAMS := $(foreach p,fedcomp-coordinator fedcomp-worker fedcomp-eval \
               fedcomp-bench fedcomp-report fedcomp-swarm \
               fedcomp-router-baseline fedcomp-keygen \
-              fedcomp-attack,$(if $(wildcard $(PROG_$(p))),$(p)))
+              fedcomp-attack fedcomp-tune,$(if $(wildcard $(PROG_$(p))),$(p)))
 
 objs = $(patsubst %.c,$(B)/$(1)/obj/%.o,$(2))
 # archives of variant $(1) for layers $(2), in link order, skipping empty ones

@@ -56,6 +56,7 @@
 #define REJ_SLOTS (FL_ERR__MAX + 1) /* the last slot: unknown codes */
 #define MMAP_THRESHOLD (256 << 10)
 #define STRANDED_GRACE_NS (5 * NS_PER_S)
+#define MON_FLAG 0x80000000u   /* epoll data: the device's monitor */
 #define LOG_FIRST 5            /* details logged for the first few errors */
 
 /* ====================================================================
@@ -79,8 +80,10 @@ enum opt_id {
     OPT_ROUNDS_EXPECTED,
     OPT_MAX_SECONDS,
     OPT_CONNECT_BATCH,
+    OPT_IO_THREADS,
     OPT_HELLO_RETRY_MS,
     OPT_DISTINCT,
+    OPT_NO_MONITOR,
     OPT_SEED,
     OPT_REPORT,
     OPT_LOG_LEVEL
@@ -105,8 +108,10 @@ static const struct option long_options[] = {
     {"rounds-expected", required_argument, NULL, OPT_ROUNDS_EXPECTED},
     {"max-seconds", required_argument, NULL, OPT_MAX_SECONDS},
     {"connect-batch", required_argument, NULL, OPT_CONNECT_BATCH},
+    {"io-threads", required_argument, NULL, OPT_IO_THREADS},
     {"hello-retry-ms", required_argument, NULL, OPT_HELLO_RETRY_MS},
     {"distinct", required_argument, NULL, OPT_DISTINCT},
+    {"no-monitor", no_argument, NULL, OPT_NO_MONITOR},
     {"seed", required_argument, NULL, OPT_SEED},
     {"report", required_argument, NULL, OPT_REPORT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -132,8 +137,10 @@ void bench_swarm_config_defaults(struct bench_swarm_config *cfg)
     cfg->rounds_expected = 0;
     cfg->max_seconds = 600.0;
     cfg->connect_batch = 200;
+    cfg->io_threads = 1;
     cfg->hello_retry_ms = 1000;
     cfg->distinct = 4;
+    cfg->monitor = true;
     cfg->seed = 1;
     cfg->report = NULL;
     cfg->log_level = FL_LOG_NOTICE;
@@ -172,9 +179,12 @@ void bench_swarm_usage(FILE *out)
         "  --rounds-expected R      stop after answering round R, not at Bye\n"
         "  --max-seconds S          give up after S seconds, 0 = never (600)\n"
         "  --connect-batch N        sockets connected per loop pass (200)\n"
+        "  --io-threads N           ZeroMQ I/O threads per process (1)\n"
         "  --hello-retry-ms MS      first Hello retry without Welcome; it\n"
         "                           doubles up to 8x (1000)\n"
         "  --distinct U             distinct precomputed updates (4, <= 16)\n"
+        "  --no-monitor             do not watch connections (no Hello again\n"
+        "                           after a reconnect; half the sockets)\n"
         "  --seed N                 updates, vanishing and jitter (1)\n"
         "  --report FILE            write the JSON summary into FILE\n"
         "  --log-level LEVEL        debug|info|notice|warn|err (notice)\n"
@@ -304,6 +314,9 @@ static enum fl_err parse_text_flag(struct bench_swarm_config *cfg, int id,
     case OPT_REPORT:
         cfg->report = s;
         return FL_OK;
+    case OPT_NO_MONITOR:
+        cfg->monitor = false;
+        return FL_OK;
     case OPT_LOG_LEVEL:
         lvl = fl_log_level_parse(s);
         if (lvl < 0)
@@ -354,6 +367,9 @@ static enum fl_err parse_number_flag(struct bench_swarm_config *cfg, int id,
     case OPT_CONNECT_BATCH:
         return get_u32("connect-batch", s, 1, 1000000, &cfg->connect_batch,
                        err, errlen);
+    case OPT_IO_THREADS:
+        return get_u32("io-threads", s, 1, 64, &cfg->io_threads, err,
+                       errlen);
     case OPT_HELLO_RETRY_MS:
         return get_u32("hello-retry-ms", s, 10, 3600000,
                        &cfg->hello_retry_ms, err, errlen);
@@ -420,10 +436,11 @@ void bench_swarm_plan(const struct bench_swarm_config *cfg, uint32_t *procs,
     if (p > cfg->devices)
         p = cfg->devices;
     const uint64_t share = (cfg->devices + (uint64_t)p - 1) / p;
-    /* a DEALER holds its mailbox eventfd and its TCP connection; a vanished
-     * device's old socket may linger until the reaper closes it */
+    /* a DEALER holds its mailbox eventfd and its TCP connection, its
+     * monitor two more mailboxes (the monitor's PAIR and ours); a vanished
+     * device's old sockets may linger until the reaper closes them */
     *procs = p;
-    *fds_per_proc = share * 2 + share / 16 + 64;
+    *fds_per_proc = share * (cfg->monitor ? 4 : 2) + share / 16 + 64;
 }
 
 /* ====================================================================
@@ -435,6 +452,8 @@ struct swarm_round {
     uint32_t updates;        /* Updates handed to ZeroMQ */
     uint32_t vanished;       /* devices that vanished on this Task */
     uint32_t bad_tasks;      /* Tasks not answered: bad model/settings/epoch */
+    uint32_t recovered;      /* updates refused as unknown_device, answered
+                              * again after the device said Hello again */
     uint32_t rejects[REJ_SLOTS];
 };
 
@@ -486,6 +505,9 @@ struct swarm_live {
     X(DUP_TASKS, "duplicate_tasks") \
     X(SWEEP_FOUND, "sweep_found") \
     X(STRANDED, "stranded") \
+    X(REJOINS, "rejoins") \
+    X(DISCONNECTS, "disconnects") \
+    X(RECONNECTED, "reconnected") \
     X(JOIN_NS, "join_ns") \
     X(JOINS, "joins")
 
@@ -567,6 +589,7 @@ struct qitem {
 
 struct dev {
     void *sock;
+    void *mon;                /* PAIR reading the socket's monitor */
     uint32_t gindex;          /* global device number */
     uint8_t state;            /* enum dev_state */
     bool welcomed;
@@ -584,6 +607,11 @@ struct dev {
     uint64_t held_version;
     uint64_t think_round;
     uint64_t answered_round;  /* last round answered (or being answered) */
+    uint64_t rejected_round;  /* its answer was refused: unknown_device */
+    uint64_t reanswered_round;/* answered twice after saying Hello again */
+    uint32_t mon_gen;         /* makes monitor endpoints unique */
+    bool lost_conn;           /* DISCONNECTED seen, not reconnected yet */
+    bool rejoined;            /* said Hello again since its last answer */
     uint64_t open_ns;         /* when the current socket was opened */
 };
 
@@ -748,10 +776,27 @@ static bool log_detail(struct proc *p)
     return p->logged++ < LOG_FIRST;
 }
 
+static void close_monitor(struct proc *p, struct dev *d)
+{
+    int fd = -1;
+    size_t sz = sizeof(fd);
+    if (d->mon == NULL)
+        return;
+    if (zmq_getsockopt(d->mon, ZMQ_FD, &fd, &sz) == 0)
+        epoll_ctl(p->ep, EPOLL_CTL_DEL, fd, NULL);
+    zmq_close(d->mon);
+    d->mon = NULL;
+}
+
 static void close_socket(struct proc *p, struct dev *d, int linger)
 {
     int fd = -1;
     size_t sz = sizeof(fd);
+    if (d->mon != NULL) {
+        if (d->sock != NULL)
+            zmq_socket_monitor(d->sock, NULL, 0);
+        close_monitor(p, d);
+    }
     if (d->sock == NULL)
         return;
     if (zmq_getsockopt(d->sock, ZMQ_FD, &fd, &sz) == 0)
@@ -1012,6 +1057,32 @@ static void send_hello(struct proc *p, struct dev *d, uint64_t now)
 
 /* ---- sockets */
 
+/* Watch d's connection: libzmq publishes HANDSHAKE_SUCCEEDED and
+ * DISCONNECTED on an inproc PAIR that we read from the same epoll loop. */
+static enum fl_err open_monitor(struct proc *p, struct dev *d)
+{
+    char ep[64];
+    const int zero = 0;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
+    int fd = -1;
+    size_t sz = sizeof(fd);
+    snprintf(ep, sizeof(ep), "inproc://swarm-mon-%u-%u", d->gindex,
+             d->mon_gen++);
+    if (zmq_socket_monitor(d->sock, ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                            ZMQ_EVENT_DISCONNECTED) != 0)
+        return FL_ERR_ZMQ;
+    d->mon = zmq_socket(p->zctx, ZMQ_PAIR);
+    if (d->mon == NULL ||
+        zmq_setsockopt(d->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+        zmq_connect(d->mon, ep) != 0 ||
+        zmq_getsockopt(d->mon, ZMQ_FD, &fd, &sz) != 0)
+        return FL_ERR_ZMQ;
+    ev.data.u32 = (uint32_t)(d - p->dev) | MON_FLAG;
+    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return FL_ERR_IO;
+    return FL_OK;
+}
+
 static enum fl_err open_device(struct proc *p, struct dev *d, uint64_t now)
 {
     const int ivl_max = 5000;
@@ -1036,9 +1107,12 @@ static enum fl_err open_device(struct proc *p, struct dev *d, uint64_t now)
     ev.data.u32 = (uint32_t)(d - p->dev);
     if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) != 0)
         goto fail;
+    if (p->cfg->monitor && open_monitor(p, d) != FL_OK)
+        goto fail;
     if (zmq_connect(d->sock, p->cfg->connect) != 0)
         goto fail;
     d->state = DS_OPEN;
+    d->lost_conn = false;
     d->welcomed = false;
     d->open_ns = now;
     d->hello_backoff_ms = p->cfg->hello_retry_ms;
@@ -1232,13 +1306,14 @@ static void on_welcome(struct proc *p, struct dev *d,
                    (unsigned long long)p->dim);
         return;
     }
+    const bool first = !d->ever_joined || d->returning;
     if (d->returning) {
         d->returning = false;
         p->nreturning--;
     }
     if (d->welcomed)
         CNT(p, WELCOME_DUPS)++;
-    else
+    else if (first)
         note_join(p, d, now);
     d->welcomed = true;
     d->hello_gen++;           /* no more Hello retries */
@@ -1279,7 +1354,14 @@ static void answer_task(struct proc *p, struct dev *d, uint64_t round,
 {
     const struct bench_swarm_config *cfg = p->cfg;
     uint64_t delay_ms = cfg->think_ms;
+    if (d->answered_round == round)
+        d->reanswered_round = round;   /* after a Hello again */
     d->answered_round = round;
+    d->rejoined = false;
+    if (d->rejected_round == round) {
+        p->st->rounds[round_slot(round)].recovered++;
+        d->rejected_round = 0;
+    }
     if (cfg->jitter_ms > 0)
         delay_ms += fl_rng_below(&p->rng, (uint64_t)cfg->jitter_ms + 1);
     if (delay_ms == 0) {
@@ -1333,7 +1415,7 @@ static bool task_usable(struct proc *p, struct dev *d, const struct pb_task *t)
 static bool task_is_duplicate(const struct dev *d, const struct pb_task *t)
 {
     return d->answered_round != 0 && d->answered_round == t->round &&
-           t->last_update_round != t->round;
+           t->last_update_round != t->round && !d->rejoined;
 }
 
 static void on_task(struct proc *p, struct dev *d, const struct pb_task *t,
@@ -1368,7 +1450,36 @@ static void on_task(struct proc *p, struct dev *d, const struct pb_task *t,
     answer_task(p, d, t->round, now);
 }
 
-static void on_reject(struct proc *p, struct dev *d, const struct pb_reject *j)
+/* Say Hello on a connection the coordinator does not know yet; the Task
+ * it sends again for the open round is answered even if this device
+ * answered that round already (the answer may have been lost). */
+static void hello_again(struct proc *p, struct dev *d, uint64_t now)
+{
+    d->welcomed = false;
+    d->rejoined = true;
+    d->hello_backoff_ms = p->cfg->hello_retry_ms;
+    send_hello(p, d, now);
+}
+
+/* The coordinator does not know this connection (it dropped the old one,
+ * e.g. on a heartbeat timeout, and libzmq reconnected): say Hello again, as
+ * a worker does. A refused answer is given again when the coordinator
+ * re-sends the Task of the open round. */
+static void rejoin(struct proc *p, struct dev *d, const struct pb_reject *j,
+                   uint64_t now)
+{
+    CNT(p, REJOINS)++;
+    if (j->has_round && j->round == d->answered_round) {
+        d->rejected_round = j->round;
+        d->answered_round = 0;
+    }
+    if (!d->welcomed)
+        return;   /* a Hello is already on its way */
+    hello_again(p, d, now);
+}
+
+static void on_reject(struct proc *p, struct dev *d, const struct pb_reject *j,
+                      uint64_t now)
 {
     const size_t slot = j->has_round ? round_slot(j->round) : 0;
     p->st->rounds[slot].rejects[reject_slot(j->code)]++;
@@ -1378,6 +1489,17 @@ static void on_reject(struct proc *p, struct dev *d, const struct pb_reject *j)
                j->code, fl_err_name((enum fl_err)j->code),
                j->has_round ? " for round " : "",
                j->has_round ? (unsigned long long)j->round : 0ULL);
+    if (j->code == FL_ERR_UNKNOWN_DEVICE) {
+        rejoin(p, d, j, now);
+        return;
+    }
+    if (j->code == FL_ERR_DUPLICATE && j->has_round &&
+        j->round == d->reanswered_round) {
+        /* the first answer had arrived after all */
+        p->st->rounds[slot].recovered++;
+        d->reanswered_round = 0;
+        return;
+    }
     if (!d->welcomed && !d->ever_joined &&
         (j->code == FL_ERR_VERSION || j->code == FL_ERR_INVALID_ARG ||
          j->code == FL_ERR_SAMPLES || j->code == FL_ERR_FULL)) {
@@ -1423,7 +1545,7 @@ static void handle_msg(struct proc *p, struct dev *d, const uint8_t *data,
         on_task(p, d, &env->task, now);
         break;
     case PB_BODY_REJECT:
-        on_reject(p, d, &env->reject);
+        on_reject(p, d, &env->reject, now);
         break;
     case PB_BODY_BYE:
         on_bye(p, d);
@@ -1487,6 +1609,63 @@ static void drain(struct proc *p, struct dev *d, uint64_t now)
             return;
     }
     mark_dirty(p, d);   /* more to read: come back after the others */
+}
+
+/* One monitor event: the first frame holds the event number (16 bits)
+ * and a 32-bit value, the second the endpoint. 0 when none waits. */
+static uint16_t recv_event(void *mon)
+{
+    zmq_msg_t m;
+    uint16_t event = 0;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        return 0;
+    }
+    if (zmq_msg_size(&m) >= sizeof(event))
+        memcpy(&event, zmq_msg_data(&m), sizeof(event));
+    while (zmq_msg_more(&m)) {
+        zmq_msg_close(&m);
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, mon, 0) < 0)
+            break;
+    }
+    zmq_msg_close(&m);
+    return event;
+}
+
+/* After a drop, libzmq reconnects on its own; the coordinator sees a new
+ * routing id it does not know, and what was queued on the old connection
+ * is gone: say Hello again, as a worker does. */
+static void on_conn_event(struct proc *p, struct dev *d, uint16_t event,
+                          uint64_t now)
+{
+    if (event == ZMQ_EVENT_DISCONNECTED) {
+        CNT(p, DISCONNECTS)++;
+        d->lost_conn = true;
+        return;
+    }
+    if (event != ZMQ_EVENT_HANDSHAKE_SUCCEEDED || !d->lost_conn)
+        return;
+    d->lost_conn = false;
+    CNT(p, RECONNECTED)++;
+    if (d->state == DS_OPEN && !d->finished && d->ever_joined)
+        hello_again(p, d, now);
+}
+
+static void drain_monitor(struct proc *p, struct dev *d, uint64_t now)
+{
+    for (int i = 0; i < DRAIN_BATCH && d->mon != NULL; i++) {
+        int ev = 0;
+        size_t sz = sizeof(ev);
+        if (zmq_getsockopt(d->mon, ZMQ_EVENTS, &ev, &sz) != 0 ||
+            (ev & ZMQ_POLLIN) == 0)
+            return;
+        const uint16_t event = recv_event(d->mon);
+        if (event == 0)
+            return;
+        on_conn_event(p, d, event, now);
+    }
 }
 
 static void drain_dirty(struct proc *p, uint64_t now)
@@ -1560,8 +1739,10 @@ static void sweep(struct proc *p, uint64_t now)
     const uint64_t before = CNT(p, MSGS_DOWN);
     for (uint32_t i = 0; i < p->ncreated; i++) {
         struct dev *d = &p->dev[i];
-        if (d->sock != NULL && !d->finished)
+        if (d->sock != NULL && !d->finished) {
+            drain_monitor(p, d, now);
             drain(p, d, now);
+        }
     }
     CNT(p, SWEEP_FOUND) += CNT(p, MSGS_DOWN) - before;
 }
@@ -1612,8 +1793,13 @@ static enum fl_err proc_loop(struct proc *p)
             return FL_ERR_IO;
         }
         now = fl_now_ns();
-        for (int i = 0; i < n; i++)
-            drain(p, &p->dev[evs[i].data.u32], now);
+        for (int i = 0; i < n; i++) {
+            const uint32_t u = evs[i].data.u32;
+            if ((u & MON_FLAG) != 0)
+                drain_monitor(p, &p->dev[u & ~MON_FLAG], now);
+            else
+                drain(p, &p->dev[u], now);
+        }
         drain_dirty(p, now);
         run_timers(p, now);
         if (now >= next_sweep) {
@@ -1629,7 +1815,8 @@ static enum fl_err proc_loop(struct proc *p)
 
 static enum fl_err proc_setup(struct proc *p)
 {
-    const int max_sockets = (int)(p->ndev + p->ndev / 8 + 64);
+    const int per_dev = p->cfg->monitor ? 3 : 1;
+    const int max_sockets = (int)(p->ndev * per_dev + p->ndev / 8 + 64);
     p->dev = fl_calloc(p->ndev, sizeof(*p->dev));
     /* a device drained from the dirty list may be marked again while the
      * list's processed part is still in place: two slots per device */
@@ -1646,6 +1833,8 @@ static enum fl_err proc_setup(struct proc *p)
     }
     p->zctx = zmq_ctx_new();
     if (p->zctx == NULL)
+        return FL_ERR_ZMQ;
+    if (zmq_ctx_set(p->zctx, ZMQ_IO_THREADS, (int)p->cfg->io_threads) != 0)
         return FL_ERR_ZMQ;
     if (max_sockets > zmq_ctx_get(p->zctx, ZMQ_SOCKET_LIMIT) ||
         zmq_ctx_set(p->zctx, ZMQ_MAX_SOCKETS, max_sockets) != 0) {
@@ -1755,9 +1944,11 @@ struct totals {
     struct swarm_counters c;
     struct swarm_round *rounds;   /* BENCH_SWARM_MAX_ROUNDS */
     uint64_t joined, byes, finished, tasks, updates, rejects;
-    uint64_t vanished_r, bad_tasks, unanswered;
+    uint64_t vanished_r, bad_tasks, unanswered, recovered;
     double cpu_s;
     double wall_s;
+    uint64_t rss_max_kb;          /* largest peak RSS of one process */
+    uint64_t rss_sum_kb;          /* sum of the processes' peaks */
     bool child_failed;
 };
 
@@ -1793,6 +1984,7 @@ static void add_up(struct totals *t, struct swarm_proc_stats *st,
             a->updates += b->updates;
             a->vanished += b->vanished;
             a->bad_tasks += b->bad_tasks;
+            a->recovered += b->recovered;
             for (size_t j = 0; j < REJ_SLOTS; j++)
                 a->rejects[j] += b->rejects[j];
         }
@@ -1802,6 +1994,7 @@ static void add_up(struct totals *t, struct swarm_proc_stats *st,
         const uint64_t answered = (uint64_t)a->updates + a->vanished;
         t->vanished_r += a->vanished;
         t->bad_tasks += a->bad_tasks;
+        t->recovered += a->recovered;
         if (a->tasks > answered)
             t->unanswered += a->tasks - answered;
     }
@@ -1825,7 +2018,8 @@ static bool verdict_ok(const struct bench_swarm_config *cfg,
                        const struct totals *t)
 {
     return !t->child_failed && t->joined == cfg->devices &&
-           t->unanswered == 0 && t->rejects == 0 && t->bad_tasks == 0 &&
+           t->unanswered == 0 && t->rejects == t->recovered &&
+           t->bad_tasks == 0 &&
            t->c.n[C_UNPACK_ERRORS] == 0 && t->c.n[C_DIM_MISMATCH] == 0 &&
            !t->c.timed_out && !t->c.interrupted && !t->c.setup_failed;
 }
@@ -1856,8 +2050,10 @@ static void verdict_text(const struct bench_swarm_config *cfg,
             ADD("round %zu: %llu of %u tasks unanswered; ", r,
                 (unsigned long long)(a->tasks - answered), a->tasks);
     }
-    if (t->rejects > 0)
-        ADD("%llu rejects received; ", (unsigned long long)t->rejects);
+    if (t->rejects > t->recovered)
+        ADD("%llu rejects received (%llu of them recovered by saying Hello "
+            "again); ", (unsigned long long)t->rejects,
+            (unsigned long long)t->recovered);
     if (t->bad_tasks > 0)
         ADD("%llu tasks not usable (model %llu, base %llu, settings %llu, "
             "epoch %llu); ", (unsigned long long)t->bad_tasks,
@@ -1886,11 +2082,13 @@ static void print_summary(const struct bench_swarm_config *cfg,
     const struct swarm_counters *c = &t->c;
     char verdict[2048];
     fprintf(out, "%s: %u devices in %u processes against %s, %.1f s, "
-            "swarm cpu %.1f s\n", BENCH_SWARM_PROGRAM, cfg->devices, nproc,
-            cfg->connect, t->wall_s, t->cpu_s);
+            "swarm cpu %.1f s, peak RSS %.1f MiB (largest process %.1f "
+            "MiB)\n", BENCH_SWARM_PROGRAM, cfg->devices, nproc,
+            cfg->connect, t->wall_s, t->cpu_s, (double)t->rss_sum_kb / 1024,
+            (double)t->rss_max_kb / 1024);
     fprintf(out, "joined %llu/%u (socket to Welcome: mean %.1f ms, max %.1f "
-            "ms), byes %llu, hellos %llu, welcomes again %llu, reconnects "
-            "%llu, stranded %llu, refused %llu\n",
+            "ms), byes %llu, hellos %llu, welcomes again %llu, back after "
+            "vanishing %llu, stranded %llu, refused %llu\n",
             (unsigned long long)t->joined,
             cfg->devices,
             c->n[C_JOINS] ? (double)c->n[C_JOIN_NS] / 1e6 /
@@ -1902,18 +2100,26 @@ static void print_summary(const struct bench_swarm_config *cfg,
             (unsigned long long)c->n[C_RECONNECTS],
             (unsigned long long)c->n[C_STRANDED],
             (unsigned long long)c->n[C_REFUSED]);
-    fprintf(out, "%7s %8s %8s %8s %10s %8s %8s\n", "round", "tasks",
-            "updates", "vanished", "unanswered", "bad", "rejects");
+    fprintf(out, "connections: %llu dropped, %llu re-established (Hello "
+            "again), %llu Hello again after unknown_device; %llu duplicate "
+            "tasks ignored\n", (unsigned long long)c->n[C_DISCONNECTS],
+            (unsigned long long)c->n[C_RECONNECTED],
+            (unsigned long long)c->n[C_REJOINS],
+            (unsigned long long)c->n[C_DUP_TASKS]);
+    fprintf(out, "%7s %8s %8s %8s %10s %8s %8s %9s\n", "round", "tasks",
+            "updates", "vanished", "unanswered", "bad", "rejects",
+            "recovered");
     for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
         const struct swarm_round *a = &t->rounds[r];
         if (!round_used(a))
             continue;
         const uint64_t answered = (uint64_t)a->updates + a->vanished;
-        fprintf(out, "%7zu %8u %8u %8u %10llu %8u %8llu\n", r, a->tasks,
+        fprintf(out, "%7zu %8u %8u %8u %10llu %8u %8llu %9u\n", r, a->tasks,
                 a->updates, a->vanished,
                 (unsigned long long)(a->tasks > answered ? a->tasks - answered
                                                          : 0),
-                a->bad_tasks, (unsigned long long)round_rejects(a));
+                a->bad_tasks, (unsigned long long)round_rejects(a),
+                a->recovered);
     }
     fprintf(out, "model: dimension %llu, k %llu; tasks full %llu, xor "
             "delta %llu, sparse delta %llu; decoded %llu, deltas applied "
@@ -1983,11 +2189,11 @@ static void json_rounds(FILE *f, const struct totals *t)
         const uint64_t answered = (uint64_t)a->updates + a->vanished;
         fprintf(f, "%s\n  {\"round\":%zu,\"tasks\":%u,\"updates\":%u,"
                 "\"vanished\":%u,\"unanswered\":%llu,\"bad_tasks\":%u,"
-                "\"rejects\":", first ? "" : ",", r, a->tasks, a->updates,
-                a->vanished,
+                "\"recovered\":%u,\"rejects\":", first ? "" : ",", r,
+                a->tasks, a->updates, a->vanished,
                 (unsigned long long)(a->tasks > answered ? a->tasks - answered
                                                          : 0),
-                a->bad_tasks);
+                a->bad_tasks, a->recovered);
         json_rejects(f, a->rejects);
         fputc('}', f);
         first = false;
@@ -2040,8 +2246,11 @@ static enum fl_err write_report(const struct bench_swarm_config *cfg,
     JU("tasks", t->tasks);
     JU("updates", t->updates);
     JU("rejects", t->rejects);
+    JU("recovered", t->recovered);
     JU("unanswered", t->unanswered);
     JU("bad_tasks", t->bad_tasks);
+    JU("peak_rss_kb_sum", t->rss_sum_kb);
+    JU("peak_rss_kb_max", t->rss_max_kb);
     fprintf(f, "\"wall_s\":%.3f,\"cpu_s\":%.3f,\"timed_out\":%s,"
             "\"interrupted\":%s,\n", t->wall_s, t->cpu_s,
             t->c.timed_out ? "true" : "false",
@@ -2256,8 +2465,11 @@ int bench_swarm_run(const struct bench_swarm_config *cfg, FILE *out)
     }
     const bool interrupted = supervise(cfg, ch, nproc, st, &set, deadline);
     t.wall_s = (double)(fl_now_ns() - start) / 1e9;
-    for (uint32_t i = 0; i < nproc; i++)
+    for (uint32_t i = 0; i < nproc; i++) {
         t.cpu_s += rusage_s(&ch[i].ru);
+        t.rss_max_kb = FL_MAX(t.rss_max_kb, (uint64_t)ch[i].ru.ru_maxrss);
+        t.rss_sum_kb += (uint64_t)ch[i].ru.ru_maxrss;
+    }
     add_up(&t, st, nproc);
     t.child_failed = children_failed(ch, nproc);
     t.c.interrupted |= interrupted;

@@ -11,6 +11,12 @@
  * device keeps a small queue of what it could not send yet (EAGAIN) and
  * flushes it when ZMQ_EVENTS shows POLLOUT.
  *
+ * Like a worker, a device watches its connection (a socket monitor for
+ * HANDSHAKE_SUCCEEDED and DISCONNECTED): when libzmq reconnects it after a
+ * drop, the coordinator knows the new connection under a new routing id
+ * only after a Hello, and a Task queued on the old connection is lost, so
+ * the device says Hello again (and answers the Task sent again).
+ *
  * Each device says Hello, takes the dimension from Welcome, answers every
  * Task with an Update carrying a valid compressed sparse update of the
  * Task's dimension, density and codings. The updates are precomputed per
@@ -77,8 +83,13 @@ struct bench_swarm_config {
     uint64_t rounds_expected;     /* 0 = until Bye */
     double max_seconds;           /* whole run; 0 = no limit */
     uint32_t connect_batch;       /* sockets connected per loop pass */
+    uint32_t io_threads;          /* ZeroMQ I/O threads per process */
     uint32_t hello_retry_ms;      /* first Hello retry; doubles to 8x */
     uint32_t distinct;            /* precomputed updates per process */
+    bool monitor;                 /* watch each connection with a socket
+                                   * monitor and say Hello again after a
+                                   * reconnect, as a worker does (two more
+                                   * sockets and descriptors per device) */
     uint64_t seed;
     const char *report;           /* JSON summary file; NULL = none */
     enum fl_log_level log_level;
@@ -99,7 +110,7 @@ void bench_swarm_usage(FILE *out);
 /* Processes to use and the descriptors one of them needs: *procs is
  * cfg->procs or ceil(devices / BENCH_SWARM_PER_PROC), never more than
  * devices; *fds_per_proc is the estimate for the largest share (two per
- * device plus a margin). */
+ * device, four with cfg->monitor, plus a margin). */
 void bench_swarm_plan(const struct bench_swarm_config *cfg, uint32_t *procs,
                       uint64_t *fds_per_proc);
 

@@ -3,8 +3,10 @@
  * coordinator. A plain ROUTER (the same socket options as the coordinator)
  * that receives and counts messages and their bytes, and answers only what
  * keeps fedcomp-swarm going:
- *   Hello  -> a precomputed Welcome, then the precomputed Task of round 1
- *             (the full model, version 1)
+ *   Hello  -> a precomputed Welcome; once --min-devices have joined (all
+ *             of them by default, like the coordinator's first round),
+ *             the precomputed Task of round 1 (the full model, version 1)
+ *             to every device joined, and to later ones at their Hello
  *   Update -> the precomputed Task of the device's next round (an XOR
  *             delta of the model against the previous version), or Bye
  *             after --rounds
@@ -58,6 +60,7 @@ struct options {
     const char *endpoint_file;
     const char *report;
     uint32_t devices;
+    uint32_t min_devices;     /* 0 = devices */
     uint64_t dimension;
     uint32_t rounds;
     double delta_fraction;
@@ -67,6 +70,8 @@ struct options {
     int level;
     uint32_t timeout_ms;
     uint32_t backlog;
+    uint32_t heartbeat_ms;    /* ZMTP heartbeat interval, 0 = off */
+    uint32_t io_threads;
     double max_seconds;
     uint64_t seed;
     enum fl_log_level log_level;
@@ -105,6 +110,8 @@ struct router {
     size_t used;
     struct stats st;
     bool started;
+    bool opened;              /* min_devices joined: Tasks flow */
+    size_t joined;
     struct rusage ru0;
     uint64_t t0_ns;
     long rss_setup_kb;
@@ -128,6 +135,8 @@ static void usage(FILE *f)
         "  --bind ENDPOINT        endpoint to bind (tcp://127.0.0.1:*)\n"
         "  --endpoint-file FILE   write the bound endpoint into FILE\n"
         "  --devices N            stop when N devices got Bye (required)\n"
+        "  --min-devices N        send the first Tasks once N devices have\n"
+        "                         joined (default: --devices)\n"
         "  --dimension D          model parameters (required)\n"
         "  --rounds R             Tasks per device before Bye (3)\n"
         "  --delta-fraction F     parameters changed per model version\n"
@@ -137,6 +146,9 @@ static void usage(FILE *f)
         "  --codec CODEC          model codec and update codec (zstd:1)\n"
         "  --timeout-ms MS        Task.timeout_ms (600000)\n"
         "  --backlog N            ZMQ_BACKLOG, as the coordinator's (100)\n"
+        "  --heartbeat-ms MS      ZMTP heartbeat interval, timeout and TTL\n"
+        "                         5x it; 0 = off (2000, as the coordinator)\n"
+        "  --io-threads N         ZeroMQ I/O threads (1)\n"
         "  --max-seconds S        give up after S seconds (600)\n"
         "  --seed N               model content (1)\n"
         "  --report FILE          write the JSON figures into FILE\n"
@@ -219,6 +231,7 @@ static int parse_one(struct options *o, int c, const char *s)
     case 'e': o->endpoint_file = s; return 0;
     case 'r': o->report = s; return 0;
     case 'n': return num_u32("devices", s, 1, 1000000, &o->devices);
+    case 'M': return num_u32("min-devices", s, 1, 1000000, &o->min_devices);
     case 'd': return num_u64("dimension", s, 1, UINT32_MAX, &o->dimension);
     case 'R': return num_u32("rounds", s, 1, 100000, &o->rounds);
     case 'f':
@@ -229,6 +242,8 @@ static int parse_one(struct options *o, int c, const char *s)
         return o->density > 0 ? 0 : bad("--density: must be above 0");
     case 't': return num_u32("timeout-ms", s, 1, UINT32_MAX, &o->timeout_ms);
     case 'B': return num_u32("backlog", s, 1, 1000000, &o->backlog);
+    case 'H': return num_u32("heartbeat-ms", s, 0, 600000, &o->heartbeat_ms);
+    case 'I': return num_u32("io-threads", s, 1, 64, &o->io_threads);
     case 'm': return num_dbl("max-seconds", s, 0, 1e7, &o->max_seconds);
     case 's': return num_u64("seed", s, 0, UINT64_MAX, &o->seed);
     default: return parse_codings(o, c, s);
@@ -243,6 +258,7 @@ static int parse_options(struct options *o, int argc, char **argv)
         {"endpoint-file", required_argument, NULL, 'e'},
         {"report", required_argument, NULL, 'r'},
         {"devices", required_argument, NULL, 'n'},
+        {"min-devices", required_argument, NULL, 'M'},
         {"dimension", required_argument, NULL, 'd'},
         {"rounds", required_argument, NULL, 'R'},
         {"delta-fraction", required_argument, NULL, 'f'},
@@ -251,6 +267,8 @@ static int parse_options(struct options *o, int argc, char **argv)
         {"codec", required_argument, NULL, 'c'},
         {"timeout-ms", required_argument, NULL, 't'},
         {"backlog", required_argument, NULL, 'B'},
+        {"heartbeat-ms", required_argument, NULL, 'H'},
+        {"io-threads", required_argument, NULL, 'I'},
         {"max-seconds", required_argument, NULL, 'm'},
         {"seed", required_argument, NULL, 's'},
         {"log-level", required_argument, NULL, 'L'},
@@ -281,6 +299,8 @@ static int parse_options(struct options *o, int argc, char **argv)
         return bad("unexpected argument '%s'", argv[optind]);
     if (o->devices == 0 || o->dimension == 0)
         return bad("--devices and --dimension are required");
+    if (o->min_devices == 0 || o->min_devices > o->devices)
+        o->min_devices = o->devices;
     return 0;
 }
 
@@ -460,13 +480,16 @@ static enum fl_err zmq_fail(const char *what)
 
 static enum fl_err open_socket(struct router *r)
 {
-    const int one = 1, linger = 1000, hb = 2000, hb_to = 10000;
+    const int one = 1, linger = 1000, hb = (int)r->o->heartbeat_ms;
+    const int hb_to = hb * 5;
     const int hs = 5000, backlog = (int)r->o->backlog;
     const int64_t maxmsg = 64LL << 20;
     size_t len = sizeof(r->endpoint);
     r->zctx = zmq_ctx_new();
     if (r->zctx == NULL)
         return zmq_fail("cannot create a zeromq context");
+    if (zmq_ctx_set(r->zctx, ZMQ_IO_THREADS, (int)r->o->io_threads) != 0)
+        return zmq_fail("cannot set ZMQ_IO_THREADS");
     r->sock = zmq_socket(r->zctx, ZMQ_ROUTER);
     if (r->sock == NULL)
         return zmq_fail("cannot create the router socket");
@@ -516,6 +539,23 @@ static void send_frame(struct router *r, const uint8_t *rid, size_t rid_len,
     r->st.bytes_out += f->len;
 }
 
+static void send_task(struct router *r, struct slot *s)
+{
+    if (s->round == 0)
+        s->round = 1;
+    send_frame(r, s->rid, s->len, &r->tasks[s->round]);
+}
+
+/* Enough devices joined: the round-1 Task to each of them. */
+static void open_first_round(struct router *r)
+{
+    r->opened = true;
+    for (size_t i = 0; i < r->cap; i++) {
+        if (r->tab[i].len != 0 && r->tab[i].pending)
+            send_task(r, &r->tab[i]);
+    }
+}
+
 /* Welcome, then the round-1 Task; a known device that says Hello again
  * (a retry that crossed the Welcome) gets its open Task again, as the
  * coordinator does. */
@@ -528,21 +568,23 @@ static void on_hello(struct router *r, const uint8_t *rid, size_t len)
         return;
     }
     send_frame(r, rid, len, &r->welcome);
-    if (s->round == 0) {
-        s->round = 1;
-        s->pending = true;
-    } else {
+    if (s->round != 0 || s->pending)
         r->st.hellos_again++;
+    if (s->round == 0 && !s->pending) {
+        s->pending = true;    /* joined; its first Task is due */
+        r->joined++;
     }
-    if (s->pending)
-        send_frame(r, rid, len, &r->tasks[s->round]);
+    if (!r->opened && r->joined >= r->o->min_devices)
+        open_first_round(r);
+    else if (r->opened && s->pending)
+        send_task(r, s);
 }
 
 static void on_update(struct router *r, const uint8_t *rid, size_t len)
 {
     struct slot *s = tab_get(r, rid, len, false);
     r->st.updates++;
-    if (s == NULL || s->round == 0) {
+    if (s == NULL || s->round == 0 || !r->opened) {
         r->st.unknown_updates++;
         return;
     }
@@ -754,6 +796,7 @@ int main(int argc, char **argv)
                         .delta_fraction = 0.04, .density = 0.01,
                         .values = CMP_VALUE_FP16, .codec = CMP_CODEC_ZSTD,
                         .level = 1, .timeout_ms = 600000, .backlog = 100,
+                        .heartbeat_ms = 2000, .io_threads = 1,
                         .max_seconds = 600, .seed = 1,
                         .log_level = FL_LOG_NOTICE};
     struct router r;

@@ -22,17 +22,26 @@
 #
 #   bench/scale.sh [--quick] [--devices "10 100 1000 5000 10000"]
 #                  [--rounds 3] [--hidden 1024,192] [--out out/bench-scale]
-#                  [--rss-cap-mb 12288] [--max-seconds 1800] [--no-baseline]
+#                  [--rss-cap-mb 12288] [--mem-floor-mb 3072]
+#                  [--max-seconds 1800] [--no-baseline]
 #                  [--bin DIR] [--swarm-args "..."] [--coordinator-args "..."]
 #
-# --rss-cap-mb protects the machine: a coordinator whose RSS passes the cap
-# is stopped and its N is reported as "rss cap". Every process runs under a
-# `timeout` watchdog; an EXIT trap stops whatever is still running.
+# The machine is protected: a coordinator whose RSS passes --rss-cap-mb,
+# or a run during which MemAvailable drops under --mem-floor-mb, is stopped
+# (coordinator or router and swarm) and its N is reported as "rss cap" /
+# "mem floor". Every process runs under a `timeout` watchdog; an EXIT trap
+# stops whatever is still running.
+#
+# The swarm runs with --hello-retry-ms 10000: its first Hello waits in the
+# socket's pipe until the connection is up (no ZMQ_IMMEDIATE), so it is not
+# lost; with the protocol's 1 s retry, joins slowed by the listen backlog
+# (see docs/scale.md) produce duplicate Hellos, each answered with a
+# Welcome (and by the router baseline with its open Task again).
 set -u
 cd "$(dirname "$0")/.."
 
 list="10 100 1000 5000 10000"
-rounds=3 hidden=1024,192 out=out/bench-scale rss_cap_mb=12288
+rounds=3 hidden=1024,192 out=out/bench-scale rss_cap_mb=12288 mem_floor_mb=3072
 max_s=1800 baseline=1 bin=build swarm_args="" coord_args=""
 data=${FL_DATA:-/usr/share/datasets/fashion-mnist}
 while [[ $# -gt 0 ]]; do
@@ -43,12 +52,13 @@ while [[ $# -gt 0 ]]; do
     --hidden) hidden=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --rss-cap-mb) rss_cap_mb=$2; shift 2 ;;
+    --mem-floor-mb) mem_floor_mb=$2; shift 2 ;;
     --max-seconds) max_s=$2; shift 2 ;;
     --no-baseline) baseline=0; shift ;;
     --bin) bin=$2; shift 2 ;;
     --swarm-args) swarm_args=$2; shift 2 ;;
     --coordinator-args) coord_args=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "scale.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
@@ -81,18 +91,32 @@ wait_file() {
     return 1
 }
 
-# sample_rss PID FILE CAP_KB : every 0.2 s write "hwm_kb rss_kb" of PID
-# into FILE; stop PID (and write "cap" into FILE.cap) when RSS > CAP_KB.
+# stop_run PID DIR : stop the server PID and the swarm of DIR (the process
+# group of its watchdog)
+stop_run() {
+    kill -TERM "$1" 2>/dev/null
+    [[ -s $2/swarm.pid ]] && kill -TERM -- "-$(cat "$2/swarm.pid")" 2>/dev/null
+}
+
+# sample_rss PID FILE CAP_KB DIR : every 0.2 s write "hwm_kb rss_kb" of PID
+# into FILE; stop the run (and write FILE.cap) when RSS > CAP_KB or when
+# MemAvailable < the floor.
 sample_rss() {
-    local pid=$1 file=$2 cap=$3 hwm rss
+    local pid=$1 file=$2 cap=$3 dir=$4 hwm rss avail
     while [[ -r /proc/$pid/status ]]; do
         hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
         rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+        avail=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
         [[ -n $hwm ]] && echo "$hwm ${rss:-0}" >"$file.tmp" &&
             mv -f "$file.tmp" "$file"
         if [[ -n $rss && $rss -gt $cap ]]; then
-            echo cap >"$file.cap"
-            kill -TERM "$pid" 2>/dev/null
+            echo "rss cap" >"$file.cap"
+            stop_run "$pid" "$dir"
+            break
+        fi
+        if [[ -n $avail && $avail -lt $((mem_floor_mb * 1024)) ]]; then
+            echo "mem floor" >"$file.cap"
+            stop_run "$pid" "$dir"
             break
         fi
         sleep 0.2
@@ -115,10 +139,12 @@ run_swarm() {
     local rc=0 pid
     timeout -s TERM "$((max_s + 60))" "$bin/fedcomp-swarm" \
         --connect "$(head -1 "$2/endpoint")" --devices "$1" \
-        --max-seconds "$max_s" --report "$2/swarm.json" $swarm_args \
+        --max-seconds "$max_s" --hello-retry-ms 10000 \
+        --report "$2/swarm.json" $swarm_args \
         >"$2/swarm.out" 2>"$2/swarm.log" &
     pid=$!
     PIDS+=("$pid")
+    echo "$pid" >"$2/swarm.pid"
     wait "$pid" || rc=$?
     echo "$rc" >"$2/swarm.rc"
 }
@@ -143,7 +169,7 @@ run_coord() {
         return 1
     fi
     pid=$(child_of "$cpid") || pid=$cpid
-    sample_rss "$pid" "$dir/rss" "$((rss_cap_mb * 1024))" &
+    sample_rss "$pid" "$dir/rss" "$((rss_cap_mb * 1024))" "$dir" &
     spid=$!
     run_swarm "$n" "$dir"
     rc=0
@@ -154,7 +180,7 @@ run_coord() {
 
 # run_router N DIR DIM FRACTION : baseline router + swarm
 run_router() {
-    local n=$1 dir=$2 dim=$3 frac=$4 rpid rc
+    local n=$1 dir=$2 dim=$3 frac=$4 rpid rc pid spid
     mkdir -p "$dir"
     timeout -s TERM "$((max_s + 120))" "$bin/fedcomp-router-baseline" \
         --endpoint-file "$dir/endpoint" --devices "$n" --dimension "$dim" \
@@ -167,10 +193,14 @@ run_router() {
         echo "router baseline did not start: $(tail -3 "$dir/router.log")" >&2
         return 1
     fi
+    pid=$(child_of "$rpid") || pid=$rpid
+    sample_rss "$pid" "$dir/rss" "$((rss_cap_mb * 1024))" "$dir" &
+    spid=$!
     run_swarm "$n" "$dir"
     rc=0
     wait "$rpid" || rc=$?
     echo "$rc" >"$dir/router.rc"
+    wait "$spid" 2>/dev/null
 }
 
 # parameters of the MLP 784-HIDDEN-10
@@ -221,12 +251,19 @@ def load_json(path):
     except (OSError, ValueError):
         return None
 
-def read_int(path, default=None):
+def read_first(path, conv=int):
     try:
         with open(path) as f:
-            return int(f.read().split()[0])
+            return conv(f.read().split()[0])
     except (OSError, ValueError, IndexError):
-        return default
+        return None
+
+def stopped(d):
+    try:
+        with open(os.path.join(d, "rss.cap")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 dec_agg_ns = None
 try:
@@ -234,35 +271,32 @@ try:
         for line in f:
             r = json.loads(line)
             if (r.get("values") == "fp16" and r.get("codec") == "zstd-1"
-                    and r.get("topk") == "exact" and r.get("density") == 0.01):
+                    and r.get("topk") == "exact"
+                    and abs(r.get("density", 0) - 0.01) < 1e-9):
                 dec_agg_ns = r["decode_aggregate_ns_per_nnz"]
-                k_bench = r["k"]
 except (OSError, ValueError, KeyError):
     pass
 
 rows, summary = [], []
 for n in ns:
     d = os.path.join(out, "n%d" % n)
-    sw = load_json(os.path.join(d, "coord", "swarm.json")) or {}
-    rt = load_json(os.path.join(d, "router", "router.json"))
-    rss = None
-    try:
-        with open(os.path.join(d, "coord", "rss")) as f:
-            rss = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    capped = os.path.exists(os.path.join(d, "coord", "rss.cap"))
+    cdir, rdir = os.path.join(d, "coord"), os.path.join(d, "router")
+    sw = load_json(os.path.join(cdir, "swarm.json")) or {}
+    rsw = load_json(os.path.join(rdir, "swarm.json")) or {}
+    rt = load_json(os.path.join(rdir, "router.json"))
+    rss = read_first(os.path.join(cdir, "rss"))
+    cut = stopped(cdir)
     dim, k = sw.get("dimension", 0), sw.get("k", 0)
     dec_agg_us = dec_agg_ns * k / 1e3 if dec_agg_ns and k else None
-    base_us = rt["cpu_us_per_msg"] if rt else None
+    base_msg = rt["cpu_us_per_msg"] if rt else None
+    base_upd = rt["cpu_us_per_update"] if rt else None
     base_rss = rt["peak_rss_kb"] if rt else None
     cpu_tot = upd_tot = cpu_ss = upd_ss = 0.0
     try:
-        with open(os.path.join(d, "coord", "report", "rounds.csv")) as f:
+        with open(os.path.join(cdir, "report", "rounds.csv")) as f:
             for r in csv.DictReader(f):
                 rep = int(r["reported"])
                 cpu = float(r["cpu_s"])
-                us = cpu * 1e6 / rep if rep else None
                 rows.append({
                     "devices": n, "round": int(r["round"]),
                     "attempt": int(r["attempt"]), "reported": rep,
@@ -271,9 +305,10 @@ for n in ns:
                     "up_wire_bytes": int(r["up_wire_bytes"]),
                     "down_wire_bytes": int(r["down_wire_bytes"]),
                     "other_rx_bytes": int(r["other_rx_bytes"]),
-                    "cpu_us_per_update": us,
+                    "cpu_us_per_update": cpu * 1e6 / rep if rep else None,
                     "coord_peak_rss_kb": rss,
-                    "baseline_us_per_msg": base_us,
+                    "baseline_us_per_msg": base_msg,
+                    "baseline_us_per_update": base_upd,
                     "baseline_peak_rss_kb": base_rss,
                     "decode_aggregate_us_per_update": dec_agg_us})
                 cpu_tot += cpu
@@ -283,30 +318,33 @@ for n in ns:
                     upd_ss += rep
     except (OSError, ValueError, KeyError):
         pass
-    complete = (read_int(os.path.join(d, "coord", "swarm.rc")) == 0 and
-                read_int(os.path.join(d, "coord", "coord.rc")) == 0 and
-                sw.get("ok") is True and not capped)
+    complete = (read_first(os.path.join(cdir, "swarm.rc")) == 0 and
+                read_first(os.path.join(cdir, "coord.rc")) == 0 and
+                sw.get("ok") is True and cut is None)
     summary.append({
-        "devices": n, "complete": complete, "rss_capped": capped,
+        "devices": n, "complete": complete, "stopped": cut,
         "swarm_verdict": sw.get("verdict"), "dimension": dim, "k": k,
-        "model_bytes": dim * 4,
-        "updates": int(upd_tot),
+        "model_bytes": dim * 4, "updates": int(upd_tot),
         "cpu_us_per_update": cpu_tot * 1e6 / upd_tot if upd_tot else None,
         "cpu_us_per_update_rounds_2plus":
             cpu_ss * 1e6 / upd_ss if upd_ss else None,
         "coord_peak_rss_kb": rss,
-        "baseline_us_per_msg": base_us,
-        "baseline_us_per_update": rt["cpu_us_per_update"] if rt else None,
+        "baseline_us_per_msg": base_msg,
+        "baseline_us_per_update": base_upd,
         "baseline_peak_rss_kb": base_rss,
         "baseline_ok": rt["ok"] if rt else None,
+        "baseline_stopped": stopped(rdir),
         "decode_aggregate_us_per_update": dec_agg_us,
         "swarm_join_ms_max": sw.get("join_ms_max"),
-        "swarm_cpu_s": sw.get("cpu_s")})
+        "swarm_cpu_s": sw.get("cpu_s"),
+        "swarm_peak_rss_kb_sum": sw.get("peak_rss_kb_sum"),
+        "baseline_swarm_peak_rss_kb_sum": rsw.get("peak_rss_kb_sum")})
 
 fields = ["devices", "round", "attempt", "reported", "wall_s", "cpu_s",
           "agg_s", "up_wire_bytes", "down_wire_bytes", "other_rx_bytes",
           "cpu_us_per_update", "coord_peak_rss_kb", "baseline_us_per_msg",
-          "baseline_peak_rss_kb", "decode_aggregate_us_per_update"]
+          "baseline_us_per_update", "baseline_peak_rss_kb",
+          "decode_aggregate_us_per_update"]
 with open(os.path.join(out, "scale.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=fields)
     w.writeheader()
@@ -318,79 +356,92 @@ with open(os.path.join(out, "scale.csv"), "w", newline="") as f:
 def fmt(v, spec="%.1f"):
     return "-" if v is None else spec % v
 
+def mib(kb):
+    return None if kb is None else kb / 1024.0
+
 print()
-print("model %s, %d rounds, density 1%%, fp16, zstd-1; evaluation on 100 "
-      "test images only (--eval-limit 100)" % (hidden, rounds))
-print("%7s %5s %7s %8s %8s %10s %12s %12s %9s" % (
+print("model 784-%s-10, %d rounds, density 1%%, fp16, zstd-1, plaintext; "
+      "evaluation on 100 test images only (--eval-limit 100)" %
+      (hidden.replace(",", "-"), rounds))
+print("%7s %5s %7s %8s %8s %8s %10s %9s" % (
     "N", "round", "wall_s", "cpu_s", "us/upd", "up_MiB", "down_MiB",
-    "rss_MiB", "base_us"))
+    "rss_MiB"))
 for r in rows:
-    print("%7d %5d %7.2f %8.3f %8s %10.1f %12.1f %12s %9s" % (
+    print("%7d %5d %7.2f %8.3f %8s %8.1f %10.1f %9s" % (
         r["devices"], r["round"], r["wall_s"], r["cpu_s"],
         fmt(r["cpu_us_per_update"]), r["up_wire_bytes"] / 2**20,
-        r["down_wire_bytes"] / 2**20,
-        fmt(r["coord_peak_rss_kb"] and r["coord_peak_rss_kb"] / 1024.0),
-        fmt(r["baseline_us_per_msg"])))
+        r["down_wire_bytes"] / 2**20, fmt(mib(r["coord_peak_rss_kb"]))))
 print()
-print("%7s %9s %9s %12s %10s %10s %10s %9s" % (
-    "N", "complete", "us/upd", "us/upd(r2+)", "base_us", "dec+agg_us",
-    "rss_MiB", "base_MiB"))
+print("%7s %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
+    "N", "complete", "us/upd", "us/upd", "base_us", "base_us", "dec+agg",
+    "rss_MiB", "base_MiB", "swarm_MiB"))
+print("%7s %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
+    "", "", "all", "r2+", "/msg", "/update", "us/upd", "coord", "router",
+    "rss"))
 for s in summary:
-    print("%7d %9s %9s %12s %10s %10s %10s %9s" % (
-        s["devices"], "yes" if s["complete"] else
-        ("rss cap" if s["rss_capped"] else "no"),
+    print("%7d %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
+        s["devices"], "yes" if s["complete"] else (s["stopped"] or "no"),
         fmt(s["cpu_us_per_update"]),
         fmt(s["cpu_us_per_update_rounds_2plus"]),
-        fmt(s["baseline_us_per_msg"]),
+        fmt(s["baseline_us_per_msg"]), fmt(s["baseline_us_per_update"]),
         fmt(s["decode_aggregate_us_per_update"]),
-        fmt(s["coord_peak_rss_kb"] and s["coord_peak_rss_kb"] / 1024.0),
-        fmt(s["baseline_peak_rss_kb"] and
-            s["baseline_peak_rss_kb"] / 1024.0)))
+        fmt(mib(s["coord_peak_rss_kb"])),
+        fmt(mib(s["baseline_peak_rss_kb"])),
+        fmt(mib(s["swarm_peak_rss_kb_sum"]))))
 
 by_n = {s["devices"]: s for s in summary}
-big = by_n.get(10000) or (summary[-1] if summary else None)
+done = [s for s in summary if s["cpu_us_per_update"] is not None]
+big = by_n.get(10000) if by_n.get(10000) in done else (done[-1] if done
+                                                         else None)
 targets = []
 
 def target(name, value, limit, met, note=""):
     targets.append({"target": name, "value": value, "limit": limit,
                     "met": met, "note": note})
 
-if big:
+if big and big["baseline_us_per_msg"] is not None and \
+        big["decode_aggregate_us_per_update"]:
     n = big["devices"]
-    cpu, base, dec = (big["cpu_us_per_update"], big["baseline_us_per_msg"],
-                      big["decode_aggregate_us_per_update"])
-    if cpu is not None and base is not None and dec:
-        target("T1 N=%d: coord us/update - baseline us/msg <= 1.2 x "
-               "decode+aggregate us/update" % n, cpu - base, 1.2 * dec,
-               cpu - base <= 1.2 * dec)
-    else:
-        target("T1 N=%d: coord us/update - baseline us/msg" % n, None, None,
-               False, "not measured")
+    v = big["cpu_us_per_update"] - big["baseline_us_per_msg"]
+    lim = 1.2 * big["decode_aggregate_us_per_update"]
+    note = "" if n == 10000 else "N=10000 not measured; largest N shown"
+    target("T1 N=%d: coord us/update - baseline us/msg <= 1.2 x "
+           "decode+aggregate us/update" % n, v, lim, v <= lim, note)
+    v2 = big["cpu_us_per_update"] - big["baseline_us_per_update"]
+    target("T1' N=%d: the same against the baseline's us/update" % n, v2,
+           lim, v2 <= lim, "informative")
+else:
+    target("T1 coord us/update - baseline us/msg", None, None, False,
+           "not measured")
 small = by_n.get(100)
-if big and small and big["cpu_us_per_update"] and small["cpu_us_per_update"]:
+if big and small and small["cpu_us_per_update"] and big is not small:
     v, lim = big["cpu_us_per_update"], 1.2 * small["cpu_us_per_update"]
     target("T2 us/update at N=%d <= 1.2 x at N=100" % big["devices"], v, lim,
-           v <= lim)
+           v <= lim, "" if big["devices"] == 10000
+           else "N=10000 not measured; largest N shown")
 else:
     target("T2 us/update at N=10000 <= 1.2 x at N=100", None, None, False,
            "needs N=100 and a larger N")
 ten = by_n.get(10000)
 target("T3 10,000 devices complete", 1 if ten and ten["complete"] else 0, 1,
        bool(ten and ten["complete"]),
-       "" if ten else "N=10000 not in this run")
+       ("stopped: " + ten["stopped"]) if ten and ten["stopped"]
+       else ("" if ten else "N=10000 not in this run"))
 if ten and ten["coord_peak_rss_kb"] and ten["baseline_peak_rss_kb"]:
     v = (ten["coord_peak_rss_kb"] - ten["baseline_peak_rss_kb"]) * 1024.0
     lim = 4.0 * ten["model_bytes"] + 64 * 2**20
     target("T4 N=10000: coord RSS - baseline RSS <= 4 x model bytes + "
-           "64 MiB (bytes)", v, lim, v <= lim)
+           "64 MiB (MiB)", v / 2**20, lim / 2**20, v <= lim,
+           ("run stopped: " + ten["stopped"] + "; RSS at the stop")
+           if ten["stopped"] else "")
 else:
     target("T4 N=10000: coord RSS - baseline RSS", None, None, False,
            "not measured")
 print()
 for t in targets:
     print("%-4s %s: %s (limit %s)%s" % (
-        "MET" if t["met"] else "NOT", t["target"], fmt(t["value"], "%.1f"),
-        fmt(t["limit"], "%.1f"), " - " + t["note"] if t["note"] else ""))
+        "MET" if t["met"] else "NOT", t["target"], fmt(t["value"]),
+        fmt(t["limit"]), " - " + t["note"] if t["note"] else ""))
 with open(os.path.join(out, "scale.json"), "w") as f:
     json.dump({"model_hidden": hidden, "rounds": rounds,
                "eval_limit": 100, "decode_aggregate_ns_per_nnz": dec_agg_ns,

@@ -3,7 +3,7 @@
  * compress/ (except its own unit tests) includes this header.
  *
  * The payload layout these functions produce and check is specified byte by
- * byte in docs/payload-format.md; keep the two in step.
+ * byte in docs/wire-format.md (section 12); keep the two in step.
  *
  *   cmp_index.c  index streams (delta-varint, bitmap, Rice) and their sizes
  *   cmp_value.c  value streams (fp32/fp16/bf16 byte-planar, int8 blocks)
@@ -132,6 +132,17 @@ struct cmp_codecs {
     void *zstd_d;
 };
 
+/* Part boundaries of a raw stream, for compress_parts: the parts end at
+ * ends[0] < ... < ends[n - 1] == len. `literal` says the parts are
+ * literal-dominated (sparse payloads: index bits, mantissa and exponent
+ * bytes), where short LZ matches cost more than they save. */
+#define CMP_MAX_PARTS 6
+struct cmp_parts {
+    size_t ends[CMP_MAX_PARTS];
+    size_t n;
+    int literal;
+};
+
 struct cmp_codec_backend {
     enum cmp_codec id;
     int passthrough;               /* payload == raw: no (de)compression */
@@ -146,29 +157,23 @@ struct cmp_codec_backend {
     enum fl_err (*decompress)(struct cmp_codecs *cs, const uint8_t *src,
                               size_t len, uint8_t *dst, size_t raw_size);
     /* Optional (NULL: use compress): compress as above, told where the
-     * parts of the raw stream end (ends[0] < ... < ends[nparts-1] == len:
-     * index stream, value planes). zstd starts a new block at a part
-     * boundary, so that each part gets its own entropy tables and an
-     * incompressible one (Rice bits, low mantissa bytes) is stored raw:
-     * smaller and much faster to decode than one mixed block. The output
-     * is an ordinary frame, within bound(len). */
+     * parts of the raw stream end (index stream, value planes; see struct
+     * cmp_parts). zstd starts a new block at a part boundary, so that each
+     * part gets its own entropy tables and an incompressible one (Rice
+     * bits, low mantissa bytes) is stored raw: smaller and much faster to
+     * decode than one mixed block. The output is an ordinary frame, within
+     * bound(len). */
     enum fl_err (*compress_parts)(struct cmp_codecs *cs, const uint8_t *src,
-                                  size_t len, const size_t *ends,
-                                  size_t nparts, uint8_t *dst, size_t cap,
-                                  int level, size_t *out_len);
-};
-
-/* Part boundaries of a raw stream, for compress_parts. */
-#define CMP_MAX_PARTS 6
-struct cmp_parts {
-    size_t ends[CMP_MAX_PARTS];
-    size_t n;
+                                  size_t len, const struct cmp_parts *pt,
+                                  uint8_t *dst, size_t cap, int level,
+                                  size_t *out_len);
 };
 
 /* The parts of a raw stream of isize index bytes followed by the value
  * stream of k values with coding v (planes, or int8 scales and bytes).
  * Parts shorter than CMP_MIN_PART are merged into a neighbour: a block of
- * its own would cost more (block header, entropy tables) than it saves. */
+ * its own would cost more (block header, entropy tables) than it saves.
+ * pt->literal is set to 0; the caller sets it for sparse payloads. */
 #define CMP_MIN_PART 256
 void cmp_parts_of(struct cmp_parts *pt, size_t isize,
                   enum cmp_value_coding v, size_t k);

@@ -5,7 +5,7 @@
  * (least significant) first, then their byte 1, and so on. Sign and exponent
  * bytes then sit together and zstd squeezes them far better than interleaved
  * little-endian words. int8 stores all block scales (fp32 little-endian)
- * first, then the k quantized bytes. Layouts: docs/payload-format.md.
+ * first, then the k quantized bytes. Layouts: docs/wire-format.md (section 12).
  *
  * The decode loops are written branch-free (selects and an OR-ed "bad" flag)
  * so that the compiler can vectorize them; the finiteness verdict is taken
@@ -18,7 +18,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* clang 14 rejects __builtin_cpu_supports("f16c"): the F16C path is
+ * gcc-only (the libFuzzer builds use clang and take the portable path). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CMP_F16C 1
 #include <immintrin.h>
 #endif
@@ -254,6 +256,11 @@ static enum fl_err f16_read_portable(const uint8_t *src, size_t k,
 }
 
 #ifdef CMP_F16C
+static inline __m128i load_u8x16(const uint8_t *p)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+
 /* x86-64 with F16C (checked at run time): VCVTPH2PS converts 8 halves at
  * once, exactly (subnormals included); the NaN/Inf verdict is taken on the
  * half patterns (exponent all ones), 16 at a time. About four times the
@@ -267,8 +274,8 @@ f16_read_f16c(const uint8_t *src, size_t k, float *out)
     __m128i vbad = _mm_setzero_si128();
     size_t i = 0;
     for (; i + 16 <= k; i += 16) {
-        const __m128i l = _mm_loadu_si128((const __m128i *)(const void *)(lo + i));
-        const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(hi + i));
+        const __m128i l = load_u8x16(lo + i);
+        const __m128i h = load_u8x16(hi + i);
         const __m128i a = _mm_unpacklo_epi8(l, h);
         const __m128i b = _mm_unpackhi_epi8(l, h);
         vbad = _mm_or_si128(

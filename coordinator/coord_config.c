@@ -40,6 +40,7 @@ enum opt_id {
     OPT_MOMENTUM_CORRECTION,
     OPT_DENSITY_WARMUP,
     OPT_CLIP_NORM,
+    OPT_UPLINK_BUDGET,
     OPT_PER_TENSOR,
     OPT_ALLOW_OVERRIDES,
     OPT_DOWN_DENSITY,
@@ -103,6 +104,7 @@ static const struct option long_options[] = {
      OPT_MOMENTUM_CORRECTION},
     {"density-warmup", required_argument, NULL, OPT_DENSITY_WARMUP},
     {"clip-norm", required_argument, NULL, OPT_CLIP_NORM},
+    {"uplink-budget", required_argument, NULL, OPT_UPLINK_BUDGET},
     {"per-tensor", no_argument, NULL, OPT_PER_TENSOR},
     {"allow-device-overrides", no_argument, NULL, OPT_ALLOW_OVERRIDES},
     {"down-density", required_argument, NULL, OPT_DOWN_DENSITY},
@@ -183,6 +185,7 @@ void coord_config_defaults(struct coord_config *cfg)
     cfg->momentum_correction = 0.0;
     cfg->density_warmup = 0;
     cfg->clip_norm = 0.0;
+    cfg->uplink_budget = 0;
     cfg->per_tensor = false;
     cfg->allow_overrides = false;
     cfg->down_density = 1.0;
@@ -279,6 +282,8 @@ void coord_config_usage(FILE *out)
         "                           --density, 0 = off (0)\n"
         "  --clip-norm X            clip each local update's L2 norm, 0 = off\n"
         "  --per-tensor             top-k per tensor instead of global\n"
+        "  --uplink-budget BYTES    update bytes per round, split evenly over\n"
+        "                           the cohort; K/M/G suffixes, 0 = off (0)\n"
         "  --allow-device-overrides let workers use their own settings\n"
         "Downlink (lossy = server-side error feedback):\n"
         "  --down-density D         fraction of the model change sent per\n"
@@ -696,6 +701,9 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
     case OPT_CLIP_NORM:
         return get_dbl("clip-norm", s, 0, 1e30, false, &cfg->clip_norm, err,
                        errlen);
+    case OPT_UPLINK_BUDGET:
+        return get_bytes("uplink-budget", s, 0, UINT64_MAX / 2,
+                         &cfg->uplink_budget, err, errlen);
     case OPT_SERVER_LR:
         return get_dbl("server-lr", s, 0, 1e6, true, &cfg->server_lr, err,
                        errlen);
@@ -943,6 +951,7 @@ static void print_training(const struct coord_config *cfg, FILE *out)
     print_dbl(out, "momentum-correction", cfg->momentum_correction);
     fprintf(out, "density-warmup = %u\n", cfg->density_warmup);
     print_dbl(out, "clip-norm", cfg->clip_norm);
+    fprintf(out, "uplink-budget = %zu\n", cfg->uplink_budget);
     fprintf(out, "per-tensor = %s\n", onoff(cfg->per_tensor));
     fprintf(out, "allow-device-overrides = %s\n", onoff(cfg->allow_overrides));
     print_dbl(out, "server-lr", cfg->server_lr);

@@ -85,6 +85,7 @@ struct coord_config {
     double momentum_correction;   /* factor; 0 = off */
     uint32_t density_warmup;      /* rounds, 0 = off */
     double clip_norm;             /* 0 = off */
+    size_t uplink_budget;         /* Update bytes per round, 0 = off */
     bool per_tensor;
     bool allow_overrides;
 

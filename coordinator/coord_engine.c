@@ -444,6 +444,16 @@ static enum cmp_codec device_codec(const struct coord_engine *e,
     return CMP_CODEC_NONE;
 }
 
+/* --uplink-budget split evenly over the cohort: each member's cap on the
+ * bytes of its Update frame (0 = no cap; at least 1 byte when on). */
+static uint64_t device_budget(const struct coord_engine *e)
+{
+    const uint64_t b = e->cfg->uplink_budget;
+    if (b == 0 || e->ncohort == 0)
+        return 0;
+    return b / e->ncohort > 0 ? b / e->ncohort : 1;
+}
+
 static void fill_task_cfg(const struct coord_engine *e, enum cmp_codec codec,
                           struct pb_task *t)
 {
@@ -466,7 +476,7 @@ static void fill_task_cfg(const struct coord_engine *e, enum cmp_codec codec,
         c->momentum_correction > 0 ? (float)c->momentum_correction : 0.0f;
     t->compress.clip_norm = (float)c->clip_norm;
     t->compress.per_tensor = c->per_tensor;
-    t->compress.max_update_bytes = 0;
+    t->compress.max_update_bytes = device_budget(e);
     t->timeout_ms = ms >= 4294967295.0 ? UINT32_MAX : (uint32_t)ms;
     t->allow_overrides = c->allow_overrides;
 }
@@ -796,6 +806,7 @@ static void open_round(struct coord_engine *e, uint64_t now_ns)
     e->row.attempt = e->attempt;
     e->row.joined = joined;
     e->row.selected = e->ncohort;
+    e->row.uplink_budget = e->cfg->uplink_budget;
     e->row.density = e->density;
     e->row.norm_bound = coord_guard_norm_bound(e->guard);
     e->row.values = e->cfg->values;
@@ -844,6 +855,7 @@ static void write_device_rows(struct coord_engine *e)
         r.samples = d->u_samples;
         r.up_bytes = d->up_bytes;
         r.down_bytes = d->down_bytes;
+        r.budget = device_budget(e);
         r.loss = NAN;
         if (d->rstate == COORD_RS_REPORTED) {
             r.has_update = true;
@@ -1423,6 +1435,15 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
             e->pending--;
         d->update_ns = now_ns;
         d->up_bytes += len;
+        if (device_budget(e) > 0 && len > device_budget(e)) {
+            /* a worker that honours the cap never gets here: counted and
+             * logged, not rejected (the bytes were spent anyway) */
+            e->row.over_budget++;
+            fl_log(FL_LOG_WARN, "update from worker '%s' for round %llu is "
+                   "%zu bytes, over its budget of %llu", d->id,
+                   (unsigned long long)u->round, len,
+                   (unsigned long long)device_budget(e));
+        }
         d->u_samples = u->n_samples;
         d->u_k = u->delta.k;
         d->u_values = u->delta.value_coding;

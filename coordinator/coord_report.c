@@ -21,7 +21,7 @@ const char coord_rounds_csv_header[] =
 
 const char coord_devices_csv_header[] =
     "round,device,status,samples,up_bytes,down_bytes,k,density,values,codec,"
-    "train_ms,encode_ms,upload_ms,loss,attempt";
+    "train_ms,encode_ms,upload_ms,loss,attempt,budget";
 
 struct coord_report {
     char *dir;                   /* NULL: no files */
@@ -274,6 +274,8 @@ static void write_round_json(FILE *f, const struct coord_round_row *row,
     fprintf(f, ",\"refused_handshakes\":%llu,\"rate_limited\":%llu",
             (unsigned long long)row->refused_handshakes,
             (unsigned long long)row->rate_limited);
+    fprintf(f, ",\"uplink_budget\":%llu,\"over_budget\":%u",
+            (unsigned long long)row->uplink_budget, row->over_budget);
     fputs("}\n", f);
 }
 
@@ -312,7 +314,11 @@ enum fl_err coord_report_device(struct coord_report *r,
         fputs(",,,,,,,,", f);
     }
     if (row->attempt > 0)
-        fprintf(f, ",%u\n", row->attempt);
+        fprintf(f, ",%u", row->attempt);
+    else
+        fputc(',', f);
+    if (row->budget > 0)
+        fprintf(f, ",%llu\n", (unsigned long long)row->budget);
     else
         fputs(",\n", f);
     return ferror(f) ? FL_ERR_IO : FL_OK;

@@ -68,6 +68,9 @@ struct coord_round_row {
     /* admission (rounds.jsonl only; docs/security.md) */
     uint64_t refused_handshakes; /* CURVE handshakes the ZAP handler refused */
     uint64_t rate_limited;       /* messages dropped by --max-msg-rate */
+    /* byte budget (rounds.jsonl only; docs/tuning.md) */
+    uint64_t uplink_budget;      /* --uplink-budget, 0 = off */
+    uint32_t over_budget;        /* updates over their device's cap */
 };
 
 enum coord_dev_status {
@@ -94,6 +97,7 @@ struct coord_device_row {
     uint32_t encode_ms;
     double upload_ms;
     double loss;                 /* NAN when the worker sent none */
+    uint64_t budget;             /* cap sent in the Task; 0 = none (empty) */
 };
 
 struct coord_summary {

@@ -689,6 +689,7 @@ static void send_update(struct wrk_client *c, const struct pb_task *t,
     env.update.stats.steps = rw->tr.steps;
     env.update.has_used = true;
     settings_to_pb(&rw->s, &env.update.used);
+    env.update.used.max_update_bytes = t->compress.max_update_bytes;
 
     const enum fl_err rc = send_env(c, &env, 0, &sent);
     if (rc != FL_OK) {
@@ -714,6 +715,50 @@ static void send_update(struct wrk_client *c, const struct pb_task *t,
                t->round, took, t->timeout_ms);
 }
 
+/* The Task's max_update_bytes caps the whole Update frame (the bytes the
+ * coordinator counts), but wrk_update_encode() caps the payload: take off
+ * the envelope around it. The overhead is measured on a worst-case
+ * envelope (every varint at its widest, a payload of the full cap), so a
+ * payload within the returned budget always gives a frame within the cap.
+ * 0 = no cap; at least 1 when capped. */
+static uint64_t payload_budget(const struct wrk_client *c,
+                               const struct pb_task *t,
+                               const struct wrk_settings *s)
+{
+    static const uint8_t dummy = 0;
+    const uint64_t cap = t->compress.max_update_bytes;
+    struct pb_envelope env;
+    if (cap == 0)
+        return 0;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_UPDATE;
+    env.update.round = t->round;
+    env.update.n_samples = c->dinfo.shard_n;
+    env.update.delta.dimension = c->model.dim;
+    env.update.delta.k = c->model.dim;
+    env.update.delta.index_coding = UINT32_MAX;
+    env.update.delta.value_coding = UINT32_MAX;
+    env.update.delta.codec = UINT32_MAX;
+    env.update.delta.raw_size = UINT64_MAX;
+    env.update.delta.checksum = UINT32_MAX;
+    env.update.delta.payload = &dummy;
+    env.update.delta.payload_len = (size_t)cap;
+    env.update.stats.loss = 1.0f;
+    env.update.stats.train_ms = UINT32_MAX;
+    env.update.stats.encode_ms = UINT32_MAX;
+    env.update.stats.load_ms = UINT32_MAX;
+    env.update.stats.peak_rss_kb = UINT64_MAX;
+    env.update.stats.steps = UINT32_MAX;
+    env.update.has_used = true;
+    settings_to_pb(s, &env.update.used);
+    env.update.used.max_update_bytes = cap;
+    const size_t size = pb_packed_size(&env);
+    if (size <= cap)
+        return cap;     /* not packable (0): send will fail anyway */
+    return size - cap < cap ? cap - (size - cap) : 1;
+}
+
 /* Model in place and fates applied: train, encode, send. */
 static void do_round(struct wrk_client *c, const struct pb_task *t,
                      struct round_work *rw)
@@ -728,6 +773,7 @@ static void do_round(struct wrk_client *c, const struct pb_task *t,
                "settings (%s): skipped", t->round, fl_strerror(rc));
         return;
     }
+    rw->s.max_bytes = payload_budget(c, t, &rw->s);
     t1 = fl_now_ns();
     rc = mdl_trainer_train(c->trainer, c->model.w, c->data, &tc, c->u,
                            &rw->tr);

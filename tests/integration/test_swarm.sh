@@ -11,6 +11,9 @@
 #     still finds every Task it did not vanish on answered.
 #  3. fedcomp-router-baseline with 30 devices and 3 rounds: every device
 #     gets its Bye, the router counts every Hello and Update.
+#  4. Connections lost: a router serves for 2 s and exits, a second one
+#     binds the same ipc:// endpoint; every device sees its connection
+#     drop and come back, says Hello again, and finishes with the second.
 # Every process runs under a watchdog; no sleeps as synchronisation.
 # asan: yes
 # shellcheck source=tests/integration/lib.sh
@@ -117,22 +120,33 @@ fl_ok "$vanished vanished, $back came back (and were tasked again)," \
     "$(fl_sum "$csv" dropped) dropped by the coordinator; every other task" \
     "answered"
 
+# fl_router DIR NAME ARGS... : start a router baseline; its endpoint file is
+# DIR/NAME.endpoint, its report DIR/NAME.json. Sets ROUTER_PID and FL_EP.
+fl_router() {
+    local dir=$1 name=$2 i
+    shift 2
+    mkdir -p "$dir"
+    rm -f "$dir/$name.endpoint"
+    timeout -s TERM "$FL_WATCHDOG" "$FL_BIN/fedcomp-router-baseline" \
+        --endpoint-file "$dir/$name.endpoint" --report "$dir/$name.json" \
+        "$@" >"$dir/$name.out" 2>"$dir/$name.log" &
+    ROUTER_PID=$!
+    FL_PIDS+=("$ROUTER_PID")
+    for ((i = 0; i < 300; i++)); do # bounded: 30 s
+        [[ -s $dir/$name.endpoint ]] && break
+        kill -0 "$ROUTER_PID" 2>/dev/null ||
+            fl_fail "router $name exited early: $(cat "$dir/$name.log")"
+        sleep 0.1
+    done
+    [[ -s $dir/$name.endpoint ]] || fl_fail "no endpoint from router $name"
+    FL_EP=$(head -1 "$dir/$name.endpoint")
+}
+
 # ---- 3. the baseline router
 N=30
 dir=$FL_TMP/router
-mkdir -p "$dir"
-timeout -s TERM "$FL_WATCHDOG" "$FL_BIN/fedcomp-router-baseline" \
-    --devices $N --dimension 20000 --rounds 3 \
-    --endpoint-file "$dir/endpoint" --report "$dir/router.json" \
-    >"$dir/router.out" 2>"$dir/router.log" &
-rpid=$!
-FL_PIDS+=("$rpid")
-for ((i = 0; i < 300; i++)); do # bounded: 30 s
-    [[ -s $dir/endpoint ]] && break
-    kill -0 "$rpid" 2>/dev/null || fl_fail "router exited early"
-    sleep 0.1
-done
-FL_EP=$(head -1 "$dir/endpoint")
+fl_router "$dir" router --devices $N --dimension 20000 --rounds 3
+rpid=$ROUTER_PID
 fl_swarm "$dir" --devices $N --procs 2
 fl_wait "$rpid" "router baseline ($dir/router.log)"
 [[ $SWARM_RC -eq 0 ]] || fl_fail "swarm exited $SWARM_RC: $(cat "$dir/swarm.out")"
@@ -147,3 +161,37 @@ rj=$dir/router.json
     fl_fail "models from the router: $(cat "$dir/swarm.json")"
 fl_ok "router baseline: $N hellos, $((3 * N)) updates, $N byes; bytes match;" \
     "$(jnum "$rj" .cpu_us_per_msg) us CPU per message"
+
+# ---- 4. connections lost and back
+N=20
+dir=$FL_TMP/reconnect
+ep=ipc://$dir/router.sock
+fl_router "$dir" first --bind "$ep" --devices $N --dimension 20000 \
+    --rounds 1000 --max-seconds 2
+first=$ROUTER_PID
+timeout -s TERM "$FL_WATCHDOG" "$FL_BIN/fedcomp-swarm" --connect "$ep" \
+    --devices $N --procs 2 --think-ms 50 --max-seconds 50 \
+    --report "$dir/swarm.json" >"$dir/swarm.out" 2>"$dir/swarm.log" &
+spid=$!
+FL_PIDS+=("$spid")
+rc=0
+wait "$first" || rc=$?
+[[ $rc -eq 1 ]] || fl_fail "first router: exit $rc, want 1 (its deadline)"
+fl_router "$dir" second --bind "$ep" --devices $N --dimension 20000 \
+    --rounds 3
+second=$ROUTER_PID
+fl_wait "$second" "second router ($dir/second.log)"
+rc=0
+wait "$spid" || rc=$?
+[[ $rc -eq 0 ]] || fl_fail "swarm exited $rc: $(cat "$dir/swarm.out")"
+js=$dir/swarm.json
+[[ $(jnum "$js" .reconnected) -ge $N && $(jnum "$js" .disconnects) -ge $N &&
+   $(jnum "$js" .joined) -eq $N && $(jnum "$js" .byes) -eq $N &&
+   $(jnum "$js" .unanswered) -eq 0 ]] ||
+    fl_fail "swarm report: $(cat "$js")"
+[[ $(jnum "$dir/second.json" .hellos) -ge $N &&
+   $(jnum "$dir/second.json" .byes_out) -eq $N ]] ||
+    fl_fail "second router: $(cat "$dir/second.json")"
+fl_ok "every device lost its connection ($(jnum "$js" .disconnects)" \
+    "drops), came back, said Hello again and finished with the second" \
+    "router"

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,7 +253,52 @@ static void test_roundtrip_all_combinations(void **state)
     assert_null(ctx);
 }
 
-/* AUTO must pick the smallest index stream of the three. */
+/* The coding AUTO must pick: the smallest of the three (Rice before
+ * bitmap on equal sizes), unless varint is at most 1/256 larger than it
+ * (varint decodes about twice as fast). */
+static enum cmp_index_coding auto_want(const size_t sizes[3], size_t *size)
+{
+    enum cmp_index_coding c = CMP_INDEX_RICE;
+    *size = sizes[2];
+    if (sizes[1] < *size) {
+        c = CMP_INDEX_BITMAP;
+        *size = sizes[1];
+    }
+    if (sizes[0] <= *size + *size / 256) {
+        c = CMP_INDEX_DELTA_VARINT;
+        *size = sizes[0];
+    }
+    return c;
+}
+
+static void auto_check(struct cmp_ctx *ctx, const uint32_t *idx, size_t k,
+                       uint64_t n, float *val)
+{
+    unsigned b;
+    const size_t sizes[3] = {cmp_varint_size(idx, k),
+                             (size_t)cmp_bitmap_size(n),
+                             cmp_rice_size(idx, k, &b)};
+    size_t want_size;
+    const enum cmp_index_coding want = auto_want(sizes, &want_size);
+    for (size_t j = 0; j < k; j++)
+        val[j] = 1.0f;
+    const struct cmp_params p = {CMP_INDEX_AUTO, CMP_VALUE_FP32,
+                                 CMP_CODEC_NONE, 0};
+    struct cmp_meta meta;
+    const uint8_t *pl;
+    size_t pl_len;
+    assert_int_equal(
+        cmp_sparse_encode(ctx, n, idx, val, k, &p, &meta, &pl, &pl_len),
+        FL_OK);
+    assert_int_equal(meta.index_coding, want);
+    assert_int_equal(meta.raw_size, want_size + 4 * k);
+    assert_true(pl_len <= cmp_sparse_bound(n, k, &p));
+    /* and the Rice choice is at least as good as b-1 and b+1 */
+    if (b > 0)
+        assert_true(sizes[2] <= cmp_rice_size_b(idx, k, b - 1));
+    assert_true(sizes[2] <= cmp_rice_size_b(idx, k, b + 1));
+}
+
 static void test_auto_picks_smallest(void **state)
 {
     (void)state;
@@ -267,26 +313,46 @@ static void test_auto_picks_smallest(void **state)
     for (size_t d = 0; d < FL_ARRAY_LEN(dens); d++) {
         const size_t k = (size_t)(dens[d] * (double)n);
         random_indices(&rng, n, k, idx);
+        auto_check(ctx, idx, k, n, val);
+    }
+    /* Near ties, by table: gaps of 100 (v = 99: one varint byte, 8 Rice
+     * bits at b = 6) with every m-th gap short (v < 64: 7 Rice bits), so
+     * that Rice is a little smaller. {k, m, coding AUTO must pick} */
+    static const struct {
+        size_t k;
+        size_t m;
+        enum cmp_index_coding want;
+    } ties[] = {
+        {10000, 0, CMP_INDEX_DELTA_VARINT},   /* varint 1 byte smaller */
+        {10000, 300, CMP_INDEX_DELTA_VARINT}, /* Rice 3 smaller, slack 39 */
+        {10000, 10, CMP_INDEX_RICE},          /* Rice 124 bytes smaller */
+        {900, 45, CMP_INDEX_DELTA_VARINT},    /* Rice 1 smaller, slack 3 */
+        {900, 20, CMP_INDEX_RICE},            /* Rice 4 bytes smaller */
+    };
+    for (size_t t = 0; t < FL_ARRAY_LEN(ties); t++) {
+        uint64_t next = 0;
+        for (size_t j = 0; j < ties[t].k; j++) {
+            const uint64_t v = ties[t].m && j % ties[t].m == 0 ? 10 : 99;
+            idx[j] = (uint32_t)(next + v);
+            next += v + 1;
+        }
         unsigned b;
-        const size_t sizes[3] = {cmp_varint_size(idx, k),
-                                 (size_t)cmp_bitmap_size(n),
-                                 cmp_rice_size(idx, k, &b)};
-        const size_t best = FL_MIN(sizes[0], FL_MIN(sizes[1], sizes[2]));
-        for (size_t j = 0; j < k; j++)
-            val[j] = 1.0f;
-        const struct cmp_params p = {CMP_INDEX_AUTO, CMP_VALUE_FP32,
-                                     CMP_CODEC_NONE, 0};
+        const size_t vs = cmp_varint_size(idx, ties[t].k);
+        const size_t rs = cmp_rice_size(idx, ties[t].k, &b);
         struct cmp_meta meta;
         const uint8_t *pl;
         size_t pl_len;
-        assert_int_equal(
-            cmp_sparse_encode(ctx, n, idx, val, k, &p, &meta, &pl, &pl_len),
-            FL_OK);
-        assert_int_equal(meta.raw_size, best + 4 * k);
-        /* and the Rice choice is at least as good as b-1 and b+1 */
-        if (b > 0)
-            assert_true(sizes[2] <= cmp_rice_size_b(idx, k, b - 1));
-        assert_true(sizes[2] <= cmp_rice_size_b(idx, k, b + 1));
+        const struct cmp_params p = {CMP_INDEX_AUTO, CMP_VALUE_FP32,
+                                     CMP_CODEC_NONE, 0};
+        for (size_t j = 0; j < ties[t].k; j++)
+            val[j] = 1.0f;
+        assert_int_equal(cmp_sparse_encode(ctx, 100 * n, idx, val,
+                                           ties[t].k, &p, &meta, &pl,
+                                           &pl_len), FL_OK);
+        if (meta.index_coding != ties[t].want)
+            fail_msg("tie %zu: varint %zu Rice %zu bytes: got coding %d",
+                     t, vs, rs, meta.index_coding);
+        auto_check(ctx, idx, ties[t].k, 100 * n, val);
     }
     cmp_ctx_destroy(&ctx);
     free(idx);
@@ -917,6 +983,236 @@ static void test_dense_errors(void **state)
     cmp_ctx_destroy(&ctx);
 }
 
+/* ------------------------------------------------------------ Rice */
+
+/* The Rice decoder of docs/wire-format.md 12.3.3 one bit at a time: the
+ * reference the fast decoder must agree with, error code included. */
+static int ref_bit(const uint8_t *s, uint64_t pos)
+{
+    return (s[pos >> 3] >> (7 - (pos & 7))) & 1;
+}
+
+static enum fl_err rice_ref(const uint8_t *src, size_t len, uint64_t n,
+                            size_t k, uint32_t *idx)
+{
+    if (len < 1)
+        return FL_ERR_TRUNCATED;
+    const unsigned b = src[0];
+    if (b > 31)
+        return FL_ERR_FORMAT;
+    const uint8_t *s = src + 1;
+    const uint64_t nbits = (uint64_t)(len - 1) * 8;
+    const uint64_t qmax = (n - 1) >> b;
+    uint64_t pos = 0;
+    uint64_t next = 0;
+    for (size_t j = 0; j < k; j++) {
+        uint64_t q = 0;
+        for (;;) {
+            if (pos == nbits)
+                return FL_ERR_TRUNCATED;
+            if (!ref_bit(s, pos++))
+                break;
+            if (++q > qmax)
+                return FL_ERR_INDEX_RANGE;
+        }
+        uint64_t low = 0;
+        for (unsigned i = 0; i < b; i++) {
+            if (pos == nbits)
+                return FL_ERR_TRUNCATED;
+            low = low << 1 | (uint64_t)ref_bit(s, pos++);
+        }
+        const uint64_t i = next + ((q << b) | low);
+        if (i >= n)
+            return FL_ERR_INDEX_RANGE;
+        idx[j] = (uint32_t)i;
+        next = i + 1;
+    }
+    if ((pos + 7) / 8 != len - 1)
+        return FL_ERR_TRAILING;
+    for (; pos < nbits; pos++) {
+        if (ref_bit(s, pos))
+            return FL_ERR_TRAILING;
+    }
+    return FL_OK;
+}
+
+/* Both decoders on one stream: same verdict, same indices when OK. */
+static void rice_agree(const uint8_t *s, size_t len, uint64_t n, size_t k,
+                       uint32_t *got, uint32_t *want, const char *what)
+{
+    const enum fl_err rg = cmp_rice_read(s, len, n, k, got);
+    const enum fl_err rw = rice_ref(s, len, n, k, want);
+    if (rg != rw)
+        fail_msg("%s: len %zu n %" PRIu64 " k %zu b %u: got %d want %d", what,
+                 len, n, k, len ? s[0] : 0, rg, rw);
+    if (rw == FL_OK && k > 0)
+        assert_memory_equal(got, want, k * sizeof *got);
+}
+
+/* Gaps of several shapes: geometric around a mean, long unary runs (gaps
+ * far above 2^b, so codes longer than the 64-bit buffer), and gaps near
+ * the top of a 2^32 dimension. */
+static uint64_t rice_gaps(struct fl_rng *rng, int shape, unsigned b,
+                          uint32_t *idx, size_t k, uint64_t n)
+{
+    uint64_t next = 0;
+    for (size_t j = 0; j < k; j++) {
+        uint64_t v;
+        switch (shape) {
+        case 0: /* geometric, mean about 2^b */
+            v = (uint64_t)(-log(1.0 - fl_rng_uniform(rng)) * (double)(1u << b));
+            break;
+        case 1: /* now and then a unary run of up to 300 ones */
+            v = fl_rng_below(rng, 8) == 0
+                    ? ((uint64_t)fl_rng_below(rng, 300) << b) +
+                          fl_rng_below(rng, 1ull << b)
+                    : fl_rng_below(rng, 2ull << b);
+            break;
+        default: /* huge gaps: the indices spread over all of n */
+            v = fl_rng_below(rng, (n - next) / (k - j + 1) + 1);
+            break;
+        }
+        if (next + v >= n - (k - 1 - j))
+            v = n - (k - 1 - j) - 1 - next; /* keep room for the rest */
+        idx[j] = (uint32_t)(next + v);
+        next += v + 1;
+    }
+    return next;
+}
+
+/* Valid streams for every parameter 0..31 and several gap shapes decode
+ * to what was written; then the same streams mutated (bit flips, cut,
+ * extended, another parameter byte, a smaller n) give the reference's
+ * verdict. Lengths vary so that the bulk loop, the tail refill and the
+ * slow path all meet every kind of fault. */
+static void test_rice_vs_reference(void **state)
+{
+    (void)state;
+    enum { KMAX = 700 };
+    static uint32_t idx[KMAX];
+    static uint32_t got[KMAX];
+    static uint32_t want[KMAX];
+    static uint8_t s[KMAX * 48 + 64];
+    static uint8_t m[sizeof s];
+    struct fl_rng rng;
+    fl_rng_seed(&rng, 424242);
+    for (unsigned b = 0; b <= 31; b++) {
+        for (int shape = 0; shape < 3; shape++) {
+            const size_t k = 1 + (size_t)fl_rng_below(&rng, KMAX);
+            const uint64_t n = shape == 2 ? (1ull << 32) - fl_rng_below(&rng, 3)
+                                          : ((uint64_t)k << (b + 1)) + 400 * k;
+            if (shape == 2 && b < 20)
+                continue; /* unary codes of 2^(32-b) bits: too long */
+            rice_gaps(&rng, shape, b, idx, k, FL_MIN(n, 1ull << 32));
+            const size_t len = cmp_rice_size_b(idx, k, b);
+            assert_true(len + 8 <= sizeof s);
+            assert_int_equal(cmp_rice_write(idx, k, b, s), len);
+            assert_int_equal(cmp_rice_read(s, len, n, k, got), FL_OK);
+            assert_memory_equal(got, idx, k * sizeof *got);
+            rice_agree(s, len, n, k, got, want, "valid");
+            /* the last index exactly at n - 1, and one below the limit */
+            rice_agree(s, len, (uint64_t)idx[k - 1] + 1, k, got, want,
+                       "n=last+1");
+            rice_agree(s, len, idx[k - 1], k, got, want, "n=last");
+            for (int t = 0; t < 40; t++) {
+                size_t ml = len;
+                uint64_t mn = n;
+                size_t mk = k;
+                memcpy(m, s, len + 8);
+                switch (t % 5) {
+                case 0: /* flip one bit after the parameter byte */
+                    if (len > 1) {
+                        const size_t at =
+                            1 + (size_t)fl_rng_below(&rng, len - 1);
+                        m[at] ^= (uint8_t)(1u << fl_rng_below(&rng, 8));
+                    }
+                    break;
+                case 1: /* cut */
+                    ml = (size_t)fl_rng_below(&rng, len + 1);
+                    break;
+                case 2: /* extend with a zero or random byte */
+                    m[ml] = t % 2 ? 0 : (uint8_t)fl_rng_next(&rng);
+                    ml++;
+                    break;
+                case 3: /* another parameter, another k */
+                    m[0] = (uint8_t)fl_rng_below(&rng, 34);
+                    mk = 1 + (size_t)fl_rng_below(&rng, KMAX);
+                    break;
+                default: /* a smaller dimension */
+                    mn = 1 + fl_rng_below(&rng, (uint64_t)idx[k - 1] + 1);
+                    break;
+                }
+                rice_agree(m, ml, mn, mk, got, want, "mutated");
+            }
+        }
+    }
+    /* garbage of every length up to 80 bytes, all-ones runs included */
+    for (int t = 0; t < 3000; t++) {
+        const size_t len = (size_t)fl_rng_below(&rng, 81);
+        for (size_t i = 0; i < len; i++)
+            m[i] = t % 3 == 0 ? 0xff : (uint8_t)fl_rng_next(&rng);
+        if (len > 0)
+            m[0] = (uint8_t)fl_rng_below(&rng, 33);
+        const size_t k = 1 + (size_t)fl_rng_below(&rng, 200);
+        const uint64_t n = 1 + fl_rng_below(&rng, t % 2 ? 1ull << 32 : 5000);
+        rice_agree(m, len, n, k, got, want, "garbage");
+    }
+}
+
+/* Append the nbits low bits of v, MSB first, at bit pos of s. */
+static void put_bits(uint8_t *s, uint64_t *pos, uint64_t v, unsigned nbits)
+{
+    while (nbits-- > 0) {
+        if ((v >> nbits) & 1)
+            s[*pos >> 3] |= (uint8_t)(0x80u >> (*pos & 7));
+        (*pos)++;
+    }
+}
+
+/* Hand-made streams at the edges: parameter 0 and 31, a unary run longer
+ * than 64 bits, an index of 2^32 - 1. */
+static void test_rice_edges(void **state)
+{
+    (void)state;
+    uint32_t got[4];
+    uint32_t want[4];
+    /* b = 0: v = 70 (70 ones, a zero), then v = 0 (a zero): 72 bits */
+    uint8_t s1[1 + 9 + 8] = {0};
+    memset(s1 + 1, 0xff, 8);
+    s1[9] = 0xfc; /* 6 more ones (70 in all), zero, zero */
+    assert_int_equal(cmp_rice_read(s1, 10, 1000, 2, got), FL_OK);
+    assert_int_equal(got[0], 70);
+    assert_int_equal(got[1], 71);
+    rice_agree(s1, 10, 1000, 2, got, want, "b=0 long run");
+    assert_int_equal(cmp_rice_read(s1, 10, 71, 2, got), FL_ERR_INDEX_RANGE);
+    assert_int_equal(cmp_rice_read(s1, 10, 70, 2, got), FL_ERR_INDEX_RANGE);
+    assert_int_equal(cmp_rice_read(s1, 9, 1000, 2, got), FL_ERR_TRUNCATED);
+    /* b = 31: first index 2^32 - 2 = (1 << 31) + (2^31 - 2): q = 1, then
+     * index 2^32 - 1 (v = 0): bits 1 0 <31 bits> 0 <31 zero bits> */
+    uint32_t idx2[2] = {0xfffffffeu, 0xffffffffu};
+    uint8_t s2[16];
+    const size_t l2 = cmp_rice_size_b(idx2, 2, 31);
+    assert_int_equal(cmp_rice_write(idx2, 2, 31, s2), l2);
+    assert_int_equal(cmp_rice_read(s2, l2, 1ull << 32, 2, got), FL_OK);
+    assert_int_equal(got[0], 0xfffffffeu);
+    assert_int_equal(got[1], 0xffffffffu);
+    assert_int_equal(cmp_rice_read(s2, l2, (1ull << 32) - 1, 2, got),
+                     FL_ERR_INDEX_RANGE);
+    rice_agree(s2, l2, 1ull << 32, 2, got, want, "b=31");
+    /* a gap that would pass 2^32 is out of range, never wrapped: index
+     * 2^32 - 2 (q = 1, low 2^31 - 2), then v = 1 (q = 0, low 1) */
+    uint8_t s3[12] = {31};
+    uint64_t pos = 0;
+    put_bits(s3 + 1, &pos, 2, 2);                   /* 1 0 */
+    put_bits(s3 + 1, &pos, (1u << 31) - 2, 31);
+    put_bits(s3 + 1, &pos, 0, 1);                   /* q = 0 */
+    put_bits(s3 + 1, &pos, 1, 31);
+    const size_t l3 = 1 + (size_t)(pos + 7) / 8;
+    rice_agree(s3, l3, 1ull << 32, 2, got, want, "past 2^32");
+    assert_int_equal(cmp_rice_read(s3, l3, 1ull << 32, 2, got),
+                     FL_ERR_INDEX_RANGE);
+}
+
 /* ------------------------------------------------------------ aggregate */
 
 static void test_scatter_add(void **state)
@@ -934,8 +1230,9 @@ static void test_scatter_add(void **state)
 
 /* ------------------------------------------------------------ crc */
 
-/* cmp_crc32 (folding with PCLMULQDQ where available) must equal zlib's
- * crc32 for every length and alignment. */
+/* cmp_crc32 (folding with VPCLMULQDQ or PCLMULQDQ where available) must
+ * equal zlib's crc32 for every length and alignment, and so must every
+ * method the CPU has (cmp_crc32_impl limited to each level in turn). */
 static void test_crc_matches_zlib(void **state)
 {
     (void)state;
@@ -947,12 +1244,21 @@ static void test_crc_matches_zlib(void **state)
     for (size_t i = 0; i < big + 64; i++)
         buf[i] = (uint8_t)fl_rng_next(&rng);
     assert_int_equal(cmp_crc32((const uint8_t *)"123456789", 9), 0xcbf43926u);
-    for (size_t len = 0; len <= 1100; len++) {
-        const size_t off = len % 17;
-        assert_int_equal(cmp_crc32(buf + off, len),
-                         (uint32_t)crc32_z(0, buf + off, len));
+    for (int level = 0; level <= 2; level++) {
+        for (size_t len = 0; len <= 1100; len++) {
+            const size_t off = len % 17;
+            if (cmp_crc32_impl(buf + off, len, level) !=
+                (uint32_t)crc32_z(0, buf + off, len))
+                fail_msg("level %d len %zu off %zu", level, len, off);
+        }
+        for (int r = 0; r < 30; r++) {
+            const size_t off = (size_t)fl_rng_below(&rng, 64);
+            const size_t len = (size_t)fl_rng_below(&rng, big);
+            assert_int_equal(cmp_crc32_impl(buf + off, len, level),
+                             (uint32_t)crc32_z(0, buf + off, len));
+        }
     }
-    for (int r = 0; r < 50; r++) {
+    for (size_t r = 0; r < 50; r++) {
         const size_t off = (size_t)fl_rng_below(&rng, 64);
         const size_t len = (size_t)fl_rng_below(&rng, big);
         assert_int_equal(cmp_crc32(buf + off, len),
@@ -963,6 +1269,149 @@ static void test_crc_matches_zlib(void **state)
     memset(buf, 0xff, 4096);
     assert_int_equal(cmp_crc32(buf, 4096), (uint32_t)crc32_z(0, buf, 4096));
     free(buf);
+}
+
+/* ------------------------------------------------------------ zstd parts */
+
+/* Where the raw stream is cut for the codec: {isize, coding, k} ->
+ * part ends; parts below CMP_MIN_PART (256) bytes merge forward. */
+static void test_parts_table(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t isize;
+        int vc;
+        size_t k;
+        size_t n;
+        size_t ends[CMP_MAX_PARTS];
+    } cases[] = {
+        {1000, CMP_VALUE_FP16, 1000, 3, {1000, 2000, 3000}},
+        {1000, CMP_VALUE_FP32, 1000, 5, {1000, 2000, 3000, 4000, 5000}},
+        {1000, CMP_VALUE_BF16, 100, 1, {1200}},          /* planes too small */
+        {100, CMP_VALUE_FP16, 1000, 2, {1100, 2100}},    /* index merged */
+        {0, CMP_VALUE_FP32, 300, 4, {300, 600, 900, 1200}}, /* dense */
+        {500, CMP_VALUE_INT8, 20000, 3, {500, 816, 20816}}, /* scales 316 B */
+        {500, CMP_VALUE_INT8, 1000, 2, {500, 1516}},     /* scales merged */
+        {10, CMP_VALUE_FP16, 5, 1, {20}},
+        {0, CMP_VALUE_FP16, 0, 1, {0}},
+    };
+    for (size_t i = 0; i < FL_ARRAY_LEN(cases); i++) {
+        struct cmp_parts pt;
+        cmp_parts_of(&pt, cases[i].isize, (enum cmp_value_coding)cases[i].vc,
+                     cases[i].k);
+        if (pt.n != cases[i].n)
+            fail_msg("case %zu: %zu parts, want %zu", i, pt.n, cases[i].n);
+        assert_memory_equal(pt.ends, cases[i].ends, pt.n * sizeof pt.ends[0]);
+        assert_int_equal(pt.literal, 0);
+    }
+}
+
+/* Number of blocks of a single zstd frame (RFC 8878 3.1.1), -1 if bad. */
+static int zstd_blocks(const uint8_t *f, size_t len)
+{
+    if (len < 6 || f[0] != 0x28 || f[1] != 0xb5 || f[2] != 0x2f ||
+        f[3] != 0xfd)
+        return -1;
+    const uint8_t fhd = f[4];
+    static const size_t fcs_len[4] = {0, 2, 4, 8};
+    static const size_t did_len[4] = {0, 1, 2, 4};
+    const int single = (fhd >> 5) & 1;
+    size_t fcs = fcs_len[fhd >> 6];
+    if (fcs == 0 && single)
+        fcs = 1;
+    size_t pos = 5 + (single ? 0 : 1) + did_len[fhd & 3] + fcs;
+    int blocks = 0;
+    for (;;) {
+        if (pos + 3 > len)
+            return -1;
+        const uint32_t bh = (uint32_t)f[pos] | (uint32_t)f[pos + 1] << 8 |
+                            (uint32_t)f[pos + 2] << 16;
+        const uint32_t type = (bh >> 1) & 3;
+        const size_t size = type == 1 ? 1 : bh >> 3; /* RLE: one byte */
+        pos += 3 + size;
+        blocks++;
+        if (bh & 1)
+            break;
+    }
+    return pos + ((fhd >> 2) & 1) * 4 == len ? blocks : -1;
+}
+
+/* Sparse payloads with zstd are one frame, with a block boundary at every
+ * part (at least one block per part), the content size in the header and
+ * within cmp_sparse_bound(); and compressing the parts apart beats one
+ * mixed block on a typical top-k update (fp16 halves: random low bytes,
+ * skewed high bytes). */
+static void test_zstd_parts_frame(void **state)
+{
+    (void)state;
+    const uint64_t n = 1000000;
+    const size_t k = 10000;
+    uint32_t *idx = malloc(k * sizeof *idx);
+    float *val = malloc(k * sizeof *val);
+    float *v2 = malloc(k * sizeof *v2);
+    uint8_t *raw = malloc(8 * k + 64);
+    uint8_t *mixed = malloc(ZSTD_compressBound(8 * k + 64));
+    struct cmp_ctx *ctx = cmp_ctx_new();
+    struct fl_rng rng;
+    assert_true(idx && val && v2 && raw && mixed && ctx);
+    fl_rng_seed(&rng, 77);
+    random_indices(&rng, n, k, idx);
+    for (size_t j = 0; j < k; j++) {
+        const double g = fl_rng_normal(&rng);
+        val[j] = (float)(g < 0 ? g - 2.5 : g + 2.5); /* a top-k tail */
+    }
+    static const enum cmp_value_coding vcs[] = {
+        CMP_VALUE_FP32, CMP_VALUE_FP16, CMP_VALUE_BF16, CMP_VALUE_INT8};
+    static const int levels[] = {1, 3, 19};
+    for (size_t vi = 0; vi < FL_ARRAY_LEN(vcs); vi++) {
+        for (size_t li = 0; li < FL_ARRAY_LEN(levels); li++) {
+            const struct cmp_params p = {CMP_INDEX_AUTO, vcs[vi],
+                                         CMP_CODEC_ZSTD, levels[li]};
+            const struct cmp_params pn = {CMP_INDEX_AUTO, vcs[vi],
+                                          CMP_CODEC_NONE, 0};
+            struct cmp_meta meta;
+            const uint8_t *pl;
+            size_t len;
+            size_t raw_len;
+            memcpy(v2, val, k * sizeof *v2);
+            assert_int_equal(cmp_sparse_encode(ctx, n, idx, v2, k, &pn, &meta,
+                                               &pl, &raw_len), FL_OK);
+            memcpy(raw, pl, raw_len);
+            memcpy(v2, val, k * sizeof *v2);
+            assert_int_equal(cmp_sparse_encode(ctx, n, idx, v2, k, &p, &meta,
+                                               &pl, &len), FL_OK);
+            assert_true(len <= cmp_sparse_bound(n, k, &p));
+            assert_int_equal(ZSTD_getFrameContentSize(pl, len), raw_len);
+            assert_int_equal(ZSTD_findFrameCompressedSize(pl, len), len);
+            uint8_t *back = malloc(raw_len);
+            assert_non_null(back);
+            assert_int_equal(ZSTD_decompress(back, raw_len, pl, len), raw_len);
+            assert_memory_equal(back, raw, raw_len);
+            free(back);
+            struct cmp_parts pt;
+            cmp_parts_of(&pt, raw_len - (size_t)cmp_value_size(vcs[vi], k),
+                         vcs[vi], k);
+            const int blocks = zstd_blocks(pl, len);
+            if (blocks < (int)pt.n)
+                fail_msg("coding %d level %d: %d blocks for %zu parts",
+                         vcs[vi], levels[li], blocks, pt.n);
+            if (vcs[vi] == CMP_VALUE_FP16) {
+                const size_t one = ZSTD_compress(mixed,
+                                                  ZSTD_compressBound(raw_len),
+                                                  raw, raw_len, levels[li]);
+                assert_false(ZSTD_isError(one));
+                if (len >= one)
+                    fail_msg("level %d: parts %zu bytes, one block %zu",
+                             levels[li], len, one);
+            }
+        }
+    }
+    cmp_ctx_destroy(&ctx);
+    free(idx);
+    free(val);
+    free(v2);
+    free(raw);
+    free(mixed);
 }
 
 /* ------------------------------------------------------------ torture */
@@ -1045,11 +1494,15 @@ int main(void)
         cmocka_unit_test(test_index_errors),
         cmocka_unit_test(test_value_errors),
         cmocka_unit_test(test_bit_flips_and_truncations),
+        cmocka_unit_test(test_rice_vs_reference),
+        cmocka_unit_test(test_rice_edges),
         cmocka_unit_test(test_dense_roundtrip),
         cmocka_unit_test(test_dense_xor_small),
         cmocka_unit_test(test_dense_errors),
         cmocka_unit_test(test_scatter_add),
         cmocka_unit_test(test_crc_matches_zlib),
+        cmocka_unit_test(test_parts_table),
+        cmocka_unit_test(test_zstd_parts_frame),
         cmocka_unit_test(test_alloc_torture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -288,6 +288,64 @@ static void test_sampled_random(void **state)
     cmp_topk_destroy(&t);
 }
 
+/* The sampled threshold aims barely above k (line-sized sample runs, a
+ * margin of SAMPLE_Z standard deviations): on a 4M-element Gaussian update
+ * at 1% the candidates average under 1.2 k (the 16K-element sample of
+ * before gave ~1.26 k), no call falls back, and every result is still the
+ * exact top-k (checked in O(n): the smallest selected magnitude is at
+ * least the largest left in the residual). */
+static void test_sampled_margin(void **state)
+{
+    (void)state;
+    const size_t n = 4000000;
+    const size_t k = n / 100;
+    float *u = malloc(n * sizeof *u);
+    float *r = malloc(n * sizeof *r);
+    uint32_t *idx = malloc(k * sizeof *idx);
+    float *val = malloc(k * sizeof *val);
+    struct cmp_topk *t = cmp_topk_new(21);
+    struct fl_rng rng;
+    struct cmp_topk_stats st;
+    double cand = 0;
+    const int calls = 8;
+    assert_true(u && r && idx && val && t);
+    fl_rng_seed(&rng, 2718);
+    for (int c = 0; c < calls; c++) {
+        for (size_t i = 0; i < n; i++) {
+            u[i] = (float)fl_rng_normal(&rng);
+            r[i] = (float)(0.25 * fl_rng_normal(&rng));
+        }
+        size_t ko;
+        assert_int_equal(cmp_topk_select(t, r, u, n, k, CMP_TOPK_SAMPLED,
+                                         c % 2 ? CMP_TOPK_EXACT_K : 0, idx,
+                                         val, &ko), FL_OK);
+        assert_int_equal(ko, k);
+        cmp_topk_get_stats(t, &st);
+        cand += (double)st.last_candidates;
+        uint32_t smallest = UINT32_MAX;
+        for (size_t j = 0; j < ko; j++) {
+            assert_true(j == 0 || idx[j] > idx[j - 1]);
+            assert_true(r[idx[j]] == 0.0f);
+            smallest = FL_MIN(smallest, mag(val[j]));
+        }
+        uint32_t largest_left = 0;
+        for (size_t i = 0; i < n; i++)
+            largest_left = FL_MAX(largest_left, mag(r[i]));
+        assert_true(largest_left <= smallest);
+    }
+    cmp_topk_get_stats(t, &st);
+    assert_int_equal(st.fallback_short, 0);
+    assert_int_equal(st.fallback_overflow, 0);
+    cand /= calls;
+    if (cand < (double)k || cand > 1.2 * (double)k)
+        fail_msg("candidates average %.0f for k = %zu", cand, k);
+    cmp_topk_destroy(&t);
+    free(u);
+    free(r);
+    free(idx);
+    free(val);
+}
+
 /* Heavy ties over a big n: the sample threshold lands on the tie value,
  * the candidates overflow, and the histogram path must narrow the bucket
  * and finally scan for the first indices of the tie. */
@@ -517,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_exact_table),
         cmocka_unit_test(test_exact_random),
         cmocka_unit_test(test_sampled_random),
+        cmocka_unit_test(test_sampled_margin),
         cmocka_unit_test(test_fallback_paths),
         cmocka_unit_test(test_exact_independent_of_seed),
         cmocka_unit_test(test_nonfinite_terminates),

@@ -72,6 +72,61 @@ static void test_f16_exhaustive_roundtrip(void **state)
     }
 }
 
+/* The fp16 stream readers (portable lanes, and F16C where the CPU has it)
+ * on all 65536 patterns: every finite half decodes to the scalar
+ * conversion bit for bit, and a stream is refused (NONFINITE) iff it holds
+ * an exponent-all-ones pattern (Inf or NaN), wherever it sits: in the
+ * 16-wide SIMD body, the 8-wide body or the scalar tail. */
+static void test_f16_read_paths(void **state)
+{
+    (void)state;
+    enum { K = 0x10000 };
+    uint8_t *src = malloc(2 * K);
+    float *out = malloc(K * sizeof *out);
+    assert_true(src && out);
+    for (int simd = 0; simd <= 1; simd++) {
+        /* the whole range in one stream: refused (it holds 0x7c00..) */
+        for (uint32_t h = 0; h < K; h++) {
+            src[h] = (uint8_t)h;
+            src[K + h] = (uint8_t)(h >> 8);
+        }
+        assert_int_equal(cmp_f16_read_with(src, K, out, simd),
+                         FL_ERR_NONFINITE);
+        for (uint32_t h = 0; h < K; h++) {
+            if ((h & 0x7c00) == 0x7c00)
+                continue;
+            const uint32_t want = cmp_f32_bits(cmp_f16_to_f32((uint16_t)h));
+            if (cmp_f32_bits(out[h]) != want)
+                fail_msg("simd %d: half 0x%04x -> 0x%08x want 0x%08x", simd, h,
+                         cmp_f32_bits(out[h]), want);
+        }
+        /* short streams of finite halves, with at most one bad pattern at
+         * every position */
+        for (size_t k = 1; k <= 40; k++) {
+            for (size_t bad = 0; bad <= k; bad++) {
+                uint8_t s[80];
+                float o[40];
+                for (size_t i = 0; i < k; i++) {
+                    uint16_t h = (uint16_t)(0x3c00 + 37 * i);
+                    if (i == bad)
+                        h = (uint16_t)(i % 2 ? 0x7c00 : 0xfe01); /* Inf, NaN */
+                    s[i] = (uint8_t)h;
+                    s[k + i] = (uint8_t)(h >> 8);
+                }
+                const enum fl_err rc = cmp_f16_read_with(s, k, o, simd);
+                assert_int_equal(rc, bad < k ? FL_ERR_NONFINITE : FL_OK);
+                for (size_t i = 0; i < k; i++) {
+                    if (i != bad)
+                        assert_true(o[i] == cmp_f16_to_f32(
+                                                (uint16_t)(0x3c00 + 37 * i)));
+                }
+            }
+        }
+    }
+    free(src);
+    free(out);
+}
+
 /* Random floats: the chosen half is the nearest (ties to even). */
 static void test_f16_nearest_property(void **state)
 {
@@ -200,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_table),
         cmocka_unit_test(test_f16_exhaustive_roundtrip),
+        cmocka_unit_test(test_f16_read_paths),
         cmocka_unit_test(test_f16_nearest_property),
         cmocka_unit_test(test_bf16_table),
         cmocka_unit_test(test_int8_block),

@@ -884,6 +884,43 @@ static void test_codec_fallback_for_device(void **state)
     harness_free(h);
 }
 
+/* --uplink-budget: each cohort member's cap is the budget split evenly;
+ * an update over its cap is counted (over_budget), never rejected. */
+static void test_uplink_budget(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new("--min-devices 2 --uplink-budget 151 "
+                                    "--density 0.25", false);
+    float held[3][DIM];
+    static const uint32_t idx[6] = {0, 1, 2, 3, 4, 5};
+    static const float val[6] = {1, 2, 3, 4, 5, 6};
+    hello(h, 1, "a", 10);
+    hello(h, 2, "b", 10);
+    coord_engine_tick(h->e, h->now);
+    for (uint8_t r = 1; r <= 2; r++) {
+        const struct pb_task *t = take_task(h, r, held[r]);
+        assert_non_null(t);
+        assert_int_equal(t->compress.max_update_bytes, 75); /* 151 / 2 */
+    }
+    /* a small update fits its cap of 75, a big one does not */
+    const size_t small = send_update(h, 1, 1, 10, idx, val, 1);
+    assert_true(small <= 75);
+    static const uint32_t bidx[8] = {0, 3, 5, 8, 11, 17, 20, 23};
+    static const float bval[8] = {0.123f, -4.56f, 7.89f, 1e-3f, -2.5e4f,
+                                  3.3f, -0.77f, 9.9e5f};
+    const size_t big = send_update(h, 2, 1, 10, bidx, bval, 8);
+    assert_true(big > 75);
+    h->now += 2 * S;
+    coord_engine_tick(h->e, h->now);
+    const struct coord_round_row *row = coord_engine_last_row(h->e);
+    assert_true(row->committed);
+    assert_int_equal(row->reported, 2);
+    assert_int_equal(row->rejected, 0);
+    assert_int_equal(row->uplink_budget, 151);
+    assert_int_equal(row->over_budget, 1);
+    harness_free(h);
+}
+
 /* Hostile bytes: random frames and mutated copies of a valid Update from a
  * cohort member. The engine must never crash (ASan checks memory) and the
  * model must stay finite; only a mutation that is still a valid update
@@ -1111,6 +1148,7 @@ int main(void)
         cmocka_unit_test(test_wait_timeout_and_stop),
         cmocka_unit_test(test_unreachable_bye_and_rehello),
         cmocka_unit_test(test_codec_fallback_for_device),
+        cmocka_unit_test(test_uplink_budget),
         cmocka_unit_test(test_hostile_bytes),
         cmocka_unit_test(test_identity_from_key),
         cmocka_unit_test(test_admission_full_and_revoke),

@@ -578,6 +578,58 @@ static void test_byte_budget(void **state)
     wrk_update_destroy(&w);
 }
 
+/* The budget over rounds with a compressing codec, as the worker uses it
+ * under --uplink-budget: a table of {values, codec, budget fraction}; every
+ * payload fits, k shrinks with the budget, and with error feedback nothing
+ * is lost across rounds (sum of u == sum sent + residual). */
+static void test_byte_budget_rounds(void **state)
+{
+    (void)state;
+    static const struct {
+        enum cmp_value_coding v;
+        enum cmp_codec c;
+        double frac;
+    } cases[] = {
+        {CMP_VALUE_FP16, CMP_CODEC_ZSTD, 0.6},
+        {CMP_VALUE_INT8, CMP_CODEC_LZ4, 0.3},
+        {CMP_VALUE_FP32, CMP_CODEC_NONE, 0.1},
+    };
+    struct fl_rng r;
+    float u[DIM];
+    double fed[DIM], sent[DIM];
+    struct wrk_encoded e;
+    fl_rng_seed(&r, 43);
+    for (size_t c = 0; c < FL_ARRAY_LEN(cases); c++) {
+        struct wrk_update *w = wrk_update_new(DIM, NULL, 0, 9);
+        struct wrk_settings s = settings(0.2f, cases[c].v, cases[c].c);
+        assert_non_null(w);
+        random_vec(&r, u, DIM, 1.0);
+        assert_int_equal(wrk_update_encode(w, 1, u, &s, &e), FL_OK);
+        const size_t full_k = e.k;
+        s.max_bytes = (uint64_t)(cases[c].frac * (double)e.payload_len);
+        wrk_update_reset(w);
+        memset(fed, 0, sizeof(fed));
+        memset(sent, 0, sizeof(sent));
+        for (uint64_t round = 1; round <= 3; round++) {
+            random_vec(&r, u, DIM, 1.0);
+            for (size_t i = 0; i < DIM; i++)
+                fed[i] += (double)u[i];
+            assert_int_equal(wrk_update_encode(w, round, u, &s, &e), FL_OK);
+            assert_true(e.payload_len <= s.max_bytes);
+            assert_true(e.k < full_k);
+            assert_true(e.shrinks > 0);
+            decode_into(&e, DIM, sent, 1.0);
+            assert_int_equal(wrk_update_apply_fate(w, round, true, NULL),
+                             WRK_FATE_USED);
+        }
+        const float *res = wrk_update_residual(w);
+        for (size_t i = 0; i < DIM; i++)
+            sent[i] += (double)res[i];
+        assert_true(max_rel_diff(fed, sent, DIM) < 1e-5);
+        wrk_update_destroy(&w);
+    }
+}
+
 static void test_sampled_method(void **state)
 {
     (void)state;
@@ -672,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_settings_check_table),
         cmocka_unit_test(test_nonfinite_input_changes_nothing),
         cmocka_unit_test(test_byte_budget),
+        cmocka_unit_test(test_byte_budget_rounds),
         cmocka_unit_test(test_sampled_method),
         cmocka_unit_test(test_new_rejects_bad_spans),
         cmocka_unit_test(test_alloc_failures),
