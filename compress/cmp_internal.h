@@ -189,8 +189,8 @@ int cmp_zstd_level_clamp(int level);
 /* CRC-32 of [p, len) as zlib's crc32() computes it (initial value 0). */
 uint32_t cmp_crc32(const uint8_t *p, size_t len);
 /* The same with the fastest method limited to max_level (0 zlib only,
- * 1 PCLMULQDQ, 2 VPCLMULQDQ; the CPU's own limit applies too), so that
- * tests can compare every method on one machine. */
+ * 1 PCLMULQDQ, 2 VPCLMULQDQ with ymm, 3 with zmm; the CPU's own limit
+ * applies too), so that tests can compare every method on one machine. */
 uint32_t cmp_crc32_impl(const uint8_t *p, size_t len, int max_level);
 
 #endif /* CMP_INTERNAL_H */
