@@ -42,6 +42,7 @@ void cmp_ctx_destroy(struct cmp_ctx **cp);
  *         the quantization error to cmp_ef_add_error(); pass a copy if the
  *         originals are needed
  *   p   : codings; CMP_INDEX_AUTO picks the smallest index stream
+ *         (varint when it is within 1/256 of the smallest)
  * On success *meta is filled and *payload and *payload_len point into ctx
  * (valid until the next call on ctx). */
 enum fl_err cmp_sparse_encode(struct cmp_ctx *ctx, uint64_t n,

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 enum cmp_index_coding {
-    CMP_INDEX_AUTO = 0,         /* encoder only: pick the smallest */
+    CMP_INDEX_AUTO = 0,         /* encoder only: smallest, or varint if within 1/256 */
     CMP_INDEX_DELTA_VARINT = 1,
     CMP_INDEX_BITMAP = 2,
     CMP_INDEX_RICE = 3,
