@@ -84,16 +84,17 @@ up=$(fl_sum "$csv" up_wire_bytes)
 fl_ok "coordinator report: 2 rounds x $N reported; $up update bytes match"
 
 # ---- 2. vanishing devices
-# Rounds last at least --think-ms; a device that vanishes comes back
-# after the Task's timeout + 250 ms (the round it left has closed), says
-# Hello again and is given the open round's Task. Devices that vanish in
+# Rounds last at least --think-ms (1.5 s); a device that vanishes comes
+# back after the Task's timeout + 250 ms (3.25 s: the round it left has
+# closed at its 3 s deadline and the next one is open), says Hello again
+# and is given the open round's Task. Devices that vanish in
 # the last round come back after training ended: "stranded".
 N=20
 dir=$FL_TMP/vanish
 fl_coord "$dir" --hidden 16 --rounds 3 --min-devices $N --fraction 1 \
-    --quorum 0.3 --eval-limit 200 --round-timeout 2 --wait-timeout 40 \
+    --quorum 0.3 --eval-limit 200 --round-timeout 3 --wait-timeout 40 \
     --max-attempts 3
-fl_swarm "$dir" --devices $N --procs 2 --vanish 0.2 --seed 7 --think-ms 600
+fl_swarm "$dir" --devices $N --procs 2 --vanish 0.2 --seed 7 --think-ms 1500
 fl_wait "$FL_COORD_PID" "coordinator ($dir/coord.log)"
 [[ $SWARM_RC -eq 0 ]] ||
     fl_fail "swarm exited $SWARM_RC: $(cat "$dir/swarm.out" "$dir/swarm.log")"
