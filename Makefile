@@ -5,6 +5,13 @@
 # `deps` (deploy/deps.sh installs what is missing with apt-get), then calls
 # make again with FL_INNER=1: pkg-config flags are only computed in that
 # inner make, after pkg-config itself may have been installed (TRAPS.md).
+#
+# Edge builds of the worker (deploy/README.md, "Edge builds"):
+#   make worker-static          build/static/bin/fedcomp-worker: every library
+#                               linked statically except libzmq and glibc
+#   make CROSS=aarch64-linux-gnu  build/aarch64-linux-gnu/bin/fedcomp-worker,
+#                               cross-built with Debian's cross toolchain and
+#                               arm64 libraries (deps: deploy/deps.sh --cross)
 
 SHELL := /bin/bash
 PREFIX ?= /usr/local
@@ -14,12 +21,30 @@ B := build
 
 .DEFAULT_GOAL := all
 OUTER_TARGETS := all test check bench bench-compress bench-scale fuzz demo sweep \
-                 install check-valgrind programs
+                 install check-valgrind programs worker-static
+
+ifdef CROSS
+# cross mode: only the worker, in build/$(CROSS) (B=... overrides)
+ifneq ($(origin B),command line)
+B := build/$(CROSS)
+endif
+endif
 
 ifndef FL_INNER
 # ---------------------------------------------------------------- outer
-.PHONY: $(OUTER_TARGETS) deps clean uninstall
 NPROC := $(shell nproc 2>/dev/null || echo 2)
+ifdef CROSS
+.PHONY: all worker deps clean
+all worker: deps
+	@$(MAKE) --no-print-directory -j$(NPROC) FL_INNER=1 worker
+
+deps:
+	@deploy/deps.sh --cross $(CROSS)
+
+clean:
+	rm -rf $(B)
+else
+.PHONY: $(OUTER_TARGETS) deps clean uninstall
 $(OUTER_TARGETS): deps
 	@$(MAKE) --no-print-directory -j$(NPROC) FL_INNER=1 $@
 
@@ -34,13 +59,22 @@ uninstall:
 	    fedcomp-worker fedcomp-eval fedcomp-bench fedcomp-report \
 	    fedcomp-swarm fedcomp-router-baseline fedcomp-keygen fedcomp-attack \
 	    fedcomp-tune)
+endif # CROSS
 
 else
 # ---------------------------------------------------------------- inner
+PKG_CONFIG := pkg-config
 PKGS := libzmq libprotobuf-c libzstd liblz4 openblas zlib libmicrohttpd
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lm -lpthread
-CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
+ifdef CROSS
+# the target's .pc files only; the worker needs no libmicrohttpd or cmocka
+CC := $(CROSS)-gcc
+AR := $(CROSS)-ar
+PKG_CONFIG := PKG_CONFIG_LIBDIR=/usr/lib/$(CROSS)/pkgconfig:/usr/share/pkgconfig pkg-config
+PKGS := libzmq libprotobuf-c libzstd liblz4 openblas zlib
+endif
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm -lpthread
+CMOCKA_LIBS := $(if $(CROSS),,$(shell pkg-config --libs cmocka))
 
 WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wcast-qual -Wcast-align \
         -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla \
@@ -209,6 +243,38 @@ $(B)/fuzz/bin/$(t): $(B)/fuzz/obj/tests/fuzz/$(t).o $(call fuzz_objs,$(call laye
 	@mkdir -p $$(@D) && $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$^ $(PKG_LIBS)))
 fuzz: $(patsubst tests/fuzz/%.c,$(B)/fuzz/bin/%,$(FUZZ_SRCS))
 	@tests/fuzz/run-fuzz.sh $^
+
+# ---- edge builds of the worker (deploy/README.md, "Edge builds")
+# Both link the release objects of the layers the worker needs.
+WORKER_LAYERS := wrk mdl pb cmp common
+WORKER_DEPS := $(B)/rel/obj/worker/wrk_main.o $(call libs,rel,$(WORKER_LAYERS))
+
+# Static worker: libzmq stays shared (Debian's libzmq.a needs
+# libgssapi_krb5, which Debian ships only as a shared library), and with it
+# glibc (a static glibc cannot load shared libraries) and libzmq's own
+# libraries; protobuf-c, zstd, lz4, zlib and OpenBLAS are static.
+# libgfortran/libquadmath are listed for OpenBLAS's LAPACK part, which the
+# worker does not use today (nothing of them is linked).
+STATIC_LIBS := $(shell $(PKG_CONFIG) --libs-only-L openblas) \
+    -Wl,-Bstatic -lprotobuf-c -lzstd -llz4 -lopenblas -lgfortran -lquadmath \
+    -lz -Wl,-Bdynamic -lzmq -lm -lpthread
+$(B)/static/bin/fedcomp-worker: $(WORKER_DEPS)
+	@mkdir -p $(@D)
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS_rel) $(LDFLAGS_rel) -o $@ $^ $(STATIC_LIBS)
+.PHONY: worker-static
+worker-static: $(B)/static/bin/fedcomp-worker
+
+ifdef CROSS
+# make CROSS=...: only the worker (and the archives it links) for $(CROSS)
+$(B)/bin/fedcomp-worker: $(WORKER_DEPS)
+	@mkdir -p $(@D)
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS_rel) $(LDFLAGS_rel) -o $@ $^ $(PKG_LIBS)
+.DEFAULT_GOAL := worker
+.PHONY: worker
+worker: $(B)/bin/fedcomp-worker
+endif
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 endif

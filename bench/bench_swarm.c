@@ -5,7 +5,7 @@
  *   1. configuration (defaults, flags, --help)
  *   2. statistics shared between the processes
  *   3. one swarm process: devices, timers, precomputed updates, the model
- *      check, message handlers and the epoll loop
+ *      check, chunked transfers, message handlers and the epoll loop
  *   4. the parent: fork, supervise, add up, verdict, JSON report
  *
  * Why ZMQ_FD + epoll and not zmq_poll: zmq_poll walks every item on each
@@ -43,10 +43,11 @@
 #include "compress/cmp_tensor.h"
 #include "compress/cmp_topk.h"
 #include "proto/pb_msg.h"
+#include "proto/pb_xfer.h"
 
 #define NS_PER_MS 1000000ULL
 #define NS_PER_S 1000000000ULL
-#define DEV_QUEUE 4            /* sends waiting for POLLOUT, per device */
+#define DEV_QUEUE 6            /* sends waiting for POLLOUT, per device */
 #define DRAIN_BATCH 64         /* messages per socket per pass */
 #define EPOLL_BATCH 512
 #define SEEN_MAX 16            /* models already checked, per process */
@@ -58,6 +59,8 @@
 #define STRANDED_GRACE_NS (5 * NS_PER_S)
 #define MON_FLAG 0x80000000u   /* epoll data: the device's monitor */
 #define LOG_FIRST 5            /* details logged for the first few errors */
+#define VSLOTS 4               /* chunked models reassembled at a time, per
+                                * process, to check their content */
 
 /* ====================================================================
  * 1. configuration
@@ -154,8 +157,11 @@ void bench_swarm_usage(FILE *out)
         "\n"
         "Plays N devices speaking the fedcomp protocol to one coordinator\n"
         "(one DEALER socket and one device id per device), answering every\n"
-        "Task with a valid precomputed compressed update. Ends when every\n"
-        "device got Bye, prints a summary and a verdict.\n"
+        "Task with a valid precomputed compressed update. Chunked transfers\n"
+        "follow the geometry of Welcome: announced models are taken in\n"
+        "chunk by chunk (checked and credited), updates over a chunk are\n"
+        "announced and sent in chunks as the coordinator grants credit.\n"
+        "Ends when every device got Bye, prints a summary and a verdict.\n"
         "\n"
         "  --connect ENDPOINT       coordinator endpoint (required)\n"
         "  --devices N              devices to play (required)\n"
@@ -172,7 +178,9 @@ void bench_swarm_usage(FILE *out)
         "  --jitter-ms MS           plus uniform [0, MS] per Task (0)\n"
         "  --vanish F               share of devices that, per Task, close\n"
         "                           their socket without answering and come\n"
-        "                           back (new socket, same id, Hello) (0)\n"
+        "                           back (new socket, same id, Hello): each\n"
+        "                           Task is drawn anew, so about F of the\n"
+        "                           cohort leaves and rejoins every round (0)\n"
         "  --vanish-ms MS           when they come back; default the Task's\n"
         "                           timeout + 250 ms (the round has closed)\n"
         "  --id-prefix S            device ids are S-INDEX (swarm)\n"
@@ -454,6 +462,8 @@ struct swarm_round {
     uint32_t bad_tasks;      /* Tasks not answered: bad model/settings/epoch */
     uint32_t recovered;      /* updates refused as unknown_device, answered
                               * again after the device said Hello again */
+    uint32_t replaced;       /* Tasks whose model transfer a newer Task of
+                              * the coordinator replaced (not unanswered) */
     uint32_t rejects[REJ_SLOTS];
 };
 
@@ -509,7 +519,30 @@ struct swarm_live {
     X(DISCONNECTS, "disconnects") \
     X(RECONNECTED, "reconnected") \
     X(JOIN_NS, "join_ns") \
-    X(JOINS, "joins")
+    X(JOINS, "joins") \
+    X(GEOMETRY_ERRORS, "geometry_errors") \
+    X(XFERS_DOWN, "transfers_down") \
+    X(XFERS_DOWN_DONE, "transfers_down_done") \
+    X(XFERS_REPLACED, "transfers_replaced") \
+    X(XFERS_ABORTED, "transfers_aborted") \
+    X(XFERS_DISCARDED, "transfers_discarded") \
+    X(XFER_ERRORS, "transfer_errors") \
+    X(CHUNKS_DOWN, "chunks_down") \
+    X(CHUNK_BYTES_DOWN, "chunk_bytes_down") \
+    X(STALE_CHUNKS, "stale_chunks") \
+    X(CREDITS_UP, "credits_up") \
+    X(CHUNKS_COMPARED, "chunks_compared") \
+    X(CHUNK_MISMATCHES, "chunk_mismatches") \
+    X(SLOT_FAILURES, "verify_slot_failures") \
+    X(UPLOADS, "uploads_announced") \
+    X(UPLOADS_GRANTED, "uploads_granted") \
+    X(UPLOADS_DONE, "uploads_done") \
+    X(UPLOADS_CANCELLED, "uploads_cancelled") \
+    X(UPLOADS_DROPPED, "uploads_dropped") \
+    X(CHUNKS_UP, "chunks_up") \
+    X(CHUNK_BYTES_UP, "chunk_bytes_up") \
+    X(CREDITS_DOWN, "credits_down") \
+    X(STALE_CREDITS, "stale_credits")
 
 enum swarm_ctr {
 #define X(e, name) C_##e,
@@ -580,11 +613,57 @@ enum dev_state {
     DS_CLOSED = 3      /* done: Bye, refused, or finished */
 };
 
-enum send_kind { SEND_HELLO = 1, SEND_UPDATE = 2 };
+enum send_kind { SEND_HELLO = 1, SEND_UPDATE = 2, SEND_CREDIT = 3 };
 
 struct qitem {
     uint8_t kind;      /* enum send_kind */
+    bool cancel;       /* SEND_CREDIT */
+    uint32_t received; /* SEND_CREDIT */
+    uint64_t round;    /* SEND_UPDATE: the round; SEND_CREDIT: transfer */
+};
+
+/* What a device does with a downlink transfer once it is complete. */
+enum rx_mode {
+    RX_ANSWER = 1,     /* the Task waits for it, then is answered */
+    RX_DISCARD = 2     /* a Task not to be answered (duplicate, other
+                        * epoch, unusable): taken in and credited so that
+                        * the coordinator's transfer ends normally */
+};
+
+/* A model payload coming in chunks (docs/protocol.md "Transfers"). The
+ * bytes are not kept per device: every chunk is checked against the
+ * geometry (seq, total, length) and, where the process's reassembly of
+ * the same content has it, compared byte for byte (struct vslot). */
+struct dev_rx {
+    uint64_t transfer;        /* 0: none */
+    uint64_t bytes;           /* payload_bytes */
     uint64_t round;
+    uint64_t version;         /* Task.model_version */
+    uint64_t base;            /* XOR/sparse base version */
+    uint32_t total;
+    uint32_t received;
+    uint32_t chunk_bytes;
+    uint32_t timeout_ms;
+    uint32_t checksum;        /* of the tensor: part of the content key */
+    uint8_t kind;             /* enum model_kind */
+    uint8_t mode;             /* enum rx_mode */
+    bool bad;                 /* a chunk differed from the reassembly */
+};
+
+/* An Update payload going out in chunks, after the coordinator's first
+ * Credit, within the window. The bytes are the precomputed update's. */
+struct dev_tx {
+    uint64_t transfer;        /* 0: none */
+    uint64_t round;
+    uint64_t bytes;
+    uint32_t total;
+    uint32_t next;            /* next seq to send */
+    uint32_t limit;           /* seq < limit may be sent */
+    uint32_t chunk_bytes;
+    uint32_t window;
+    uint32_t upd_gen;         /* p->upd.gen when announced */
+    uint8_t upd;              /* index into p->upd.u */
+    bool granted;             /* Credit{received = 0} came */
 };
 
 struct dev {
@@ -613,6 +692,8 @@ struct dev {
     bool lost_conn;           /* DISCONNECTED seen, not reconnected yet */
     bool rejoined;            /* said Hello again since its last answer */
     uint64_t open_ns;         /* when the current socket was opened */
+    struct dev_rx rx;
+    struct dev_tx tx;
 };
 
 enum timer_kind { T_HELLO = 1, T_SEND = 2, T_RECONNECT = 3 };
@@ -633,6 +714,7 @@ struct upd {
 /* The precomputed updates for one (dimension, k, codings) setting. */
 struct upd_set {
     bool valid;
+    uint32_t gen;             /* changes whenever the set is rebuilt */
     uint64_t dim;
     uint64_t k;
     enum cmp_value_coding values;
@@ -658,6 +740,29 @@ struct seen {
     size_t len;
 };
 
+/* The process's reassembly of one chunked model content. The coordinator
+ * names a transfer by its content, so every device of the process gets
+ * the same bytes under the same id: the slot starts with the first Task
+ * announcing the content, before any of its chunks arrived, so whichever
+ * device first reaches chunk seq provides it (seq == rx.received) and
+ * every other device's chunk seq is compared with it (seq < rx.received).
+ * Complete, the payload is decoded like an inline model; the buffer stays
+ * for comparing later transfers of the same content until the slot is
+ * reused. */
+struct vslot {
+    bool used;
+    bool failed;              /* could not follow (memory, order): the
+                               * devices of this content are unverified */
+    bool decoded;
+    enum fl_err result;       /* of the decode */
+    uint64_t stamp;           /* last use, for reuse */
+    uint8_t kind;             /* enum model_kind */
+    uint64_t base;
+    uint64_t version;
+    struct pb_tensor meta;    /* the announcement; payload NULL */
+    struct pb_xfer_rx rx;
+};
+
 /* One model buffer per process: every device of the process receives the
  * same model content, so it is decoded once per version. */
 struct model_state {
@@ -667,6 +772,8 @@ struct model_state {
     struct seen seen[SEEN_MAX];
     size_t nseen;
     size_t next;
+    struct vslot slot[VSLOTS];
+    uint64_t stamp;
 };
 
 struct proc {
@@ -686,6 +793,9 @@ struct proc {
     struct swarm_proc_stats *st;
     struct swarm_counters *c;
     uint64_t dim;             /* 0 until known */
+    uint32_t chunk_bytes;     /* from Welcome; 0 = no chunked transfers */
+    uint32_t chunk_window;
+    uint64_t next_transfer;   /* ids of this process's uploads */
     struct model_state model;
     struct upd_set upd;
     struct cmp_ctx *cctx;
@@ -805,6 +915,13 @@ static void close_socket(struct proc *p, struct dev *d, int linger)
     zmq_close(d->sock);
     d->sock = NULL;
     d->nq = 0;
+    /* what was in flight on this connection is gone */
+    if (d->rx.transfer != 0 && d->rx.mode == RX_ANSWER)
+        CNT(p, XFERS_ABORTED)++;
+    if (d->tx.transfer != 0)
+        CNT(p, UPLOADS_DROPPED)++;
+    memset(&d->rx, 0, sizeof(d->rx));
+    memset(&d->tx, 0, sizeof(d->tx));
 }
 
 /* ---- precomputed updates */
@@ -857,9 +974,10 @@ static enum fl_err upd_ensure(struct proc *p, uint64_t dim, double density,
         s->codec == codec && s->level == level)
         return FL_OK;
     const uint64_t t0 = fl_now_ns();
+    const uint32_t gen = s->gen + 1;   /* uploads of the old set end */
     upd_set_release(s);
     *s = (struct upd_set){.dim = dim, .k = k, .values = values,
-                          .codec = codec, .level = level};
+                          .codec = codec, .level = level, .gen = gen};
     float *x = fl_malloc((size_t)dim * sizeof(float));
     uint32_t *idx = fl_malloc((size_t)k * sizeof(uint32_t));
     float *val = fl_malloc((size_t)k * sizeof(float));
@@ -928,8 +1046,11 @@ static enum fl_err pack_hello(struct proc *p, const struct dev *d,
     return pack_env(p, &env, len);
 }
 
+/* The update of device d for round; with transfer != 0 only announced
+ * (empty payload, payload_transfer and payload_bytes). */
 static enum fl_err pack_update(struct proc *p, const struct dev *d,
-                               uint64_t round, size_t *len)
+                               uint64_t round, uint64_t transfer,
+                               size_t *len)
 {
     struct pb_envelope env;
     const struct upd *u = &p->upd.u[d->gindex % p->upd.n];
@@ -944,14 +1065,56 @@ static enum fl_err pack_update(struct proc *p, const struct dev *d,
         .index_coding = (uint32_t)u->meta.index_coding,
         .value_coding = (uint32_t)u->meta.value_coding,
         .codec = (uint32_t)u->meta.codec, .raw_size = u->meta.raw_size,
-        .checksum = u->meta.checksum, .payload = u->payload,
-        .payload_len = u->len};
+        .checksum = u->meta.checksum,
+        .payload = transfer != 0 ? NULL : u->payload,
+        .payload_len = transfer != 0 ? 0 : u->len,
+        .payload_transfer = transfer,
+        .payload_bytes = transfer != 0 ? u->len : 0};
     env.update.stats.train_ms = p->cfg->think_ms;
     env.update.stats.steps = 1;
     const enum fl_err rc = pack_env(p, &env, len);
     CNT(p, PACK_NS) += fl_now_ns() - t0;
     CNT(p, PACKS)++;
     return rc;
+}
+
+static enum fl_err pack_credit(struct proc *p, uint64_t transfer,
+                               uint32_t received, bool cancel, size_t *len)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_CREDIT;
+    env.credit.transfer = transfer;
+    env.credit.received = received;
+    env.credit.cancel = cancel;
+    return pack_env(p, &env, len);
+}
+
+/* An Update over one chunk is announced and its bytes follow in chunks
+ * (docs/protocol.md "Transfers"); 0 = inline. */
+static uint64_t upload_transfer(struct proc *p, const struct dev *d)
+{
+    const struct upd *u = &p->upd.u[d->gindex % p->upd.n];
+    if (p->chunk_bytes == 0 || u->len <= p->chunk_bytes)
+        return 0;
+    return ++p->next_transfer;
+}
+
+/* The announced Update left: remember what its chunks will be. An upload
+ * still going on (an answer given again after a Hello) is dropped. */
+static void tx_begin(struct proc *p, struct dev *d, uint64_t transfer,
+                     uint64_t round)
+{
+    const uint8_t ui = (uint8_t)(d->gindex % p->upd.n);
+    if (d->tx.transfer != 0)
+        CNT(p, UPLOADS_DROPPED)++;
+    d->tx = (struct dev_tx){
+        .transfer = transfer, .round = round, .bytes = p->upd.u[ui].len,
+        .total = pb_xfer_chunks(p->upd.u[ui].len, p->chunk_bytes),
+        .chunk_bytes = p->chunk_bytes, .window = p->chunk_window,
+        .upd_gen = p->upd.gen, .upd = ui};
+    CNT(p, UPLOADS)++;
 }
 
 static void note_sent(struct proc *p, struct dev *d, const struct qitem *it,
@@ -963,24 +1126,43 @@ static void note_sent(struct proc *p, struct dev *d, const struct qitem *it,
         CNT(p, HELLOS)++;
         return;
     }
+    if (it->kind == SEND_CREDIT) {
+        CNT(p, CREDITS_UP)++;
+        return;
+    }
     p->st->rounds[round_slot(it->round)].updates++;
     live_inc(&p->st->live.updates);
     CNT(p, UPDATE_BYTES) += len;
-    if (p->cfg->rounds_expected > 0 && it->round >= p->cfg->rounds_expected)
+    /* an announced update is finished when its last chunk is credited */
+    if (p->cfg->rounds_expected > 0 && it->round >= p->cfg->rounds_expected &&
+        d->tx.transfer == 0)
         dev_finish(p, d);
+}
+
+static enum fl_err pack_item(struct proc *p, struct dev *d,
+                             const struct qitem *it, uint64_t *transfer,
+                             size_t *len)
+{
+    switch ((enum send_kind)it->kind) {
+    case SEND_HELLO:
+        return pack_hello(p, d, len);
+    case SEND_CREDIT:
+        return pack_credit(p, it->round, it->received, it->cancel, len);
+    case SEND_UPDATE:
+        if (!p->upd.valid)
+            return FL_ERR_BAD_STATE;
+        *transfer = upload_transfer(p, d);
+        return pack_update(p, d, it->round, *transfer, len);
+    }
+    return FL_ERR_INVALID_ARG;
 }
 
 /* Try to send one item now. 1 sent, 0 would block (EAGAIN), -1 failed. */
 static int try_send(struct proc *p, struct dev *d, const struct qitem *it)
 {
     size_t len = 0;
-    enum fl_err rc;
-    if (it->kind == SEND_HELLO)
-        rc = pack_hello(p, d, &len);
-    else if (p->upd.valid)
-        rc = pack_update(p, d, it->round, &len);
-    else
-        rc = FL_ERR_BAD_STATE;
+    uint64_t transfer = 0;
+    const enum fl_err rc = pack_item(p, d, it, &transfer, &len);
     if (rc != FL_OK) {
         CNT(p, SEND_ERRORS)++;
         if (log_detail(p))
@@ -989,6 +1171,8 @@ static int try_send(struct proc *p, struct dev *d, const struct qitem *it)
         return -1;
     }
     if (zmq_send(d->sock, p->sbuf, len, ZMQ_DONTWAIT) >= 0) {
+        if (transfer != 0)
+            tx_begin(p, d, transfer, it->round);
         note_sent(p, d, it, len);
         return 1;
     }
@@ -1004,13 +1188,12 @@ static int try_send(struct proc *p, struct dev *d, const struct qitem *it)
 }
 
 /* Send now, or queue behind what is already waiting. */
-static void dev_send(struct proc *p, struct dev *d, enum send_kind kind,
-                     uint64_t round)
+static void dev_send_item(struct proc *p, struct dev *d,
+                          const struct qitem *it)
 {
-    const struct qitem it = {.kind = (uint8_t)kind, .round = round};
     if (d->sock == NULL)
         return;
-    if (d->nq == 0 && try_send(p, d, &it) != 0) {
+    if (d->nq == 0 && try_send(p, d, it) != 0) {
         mark_dirty(p, d);
         return;
     }
@@ -1018,8 +1201,92 @@ static void dev_send(struct proc *p, struct dev *d, enum send_kind kind,
         CNT(p, QUEUE_FULL)++;
         return;
     }
-    d->q[d->nq++] = it;
+    d->q[d->nq++] = *it;
     mark_dirty(p, d);
+}
+
+static void dev_send(struct proc *p, struct dev *d, enum send_kind kind,
+                     uint64_t round)
+{
+    const struct qitem it = {.kind = (uint8_t)kind, .round = round};
+    dev_send_item(p, d, &it);
+}
+
+/* Credit a downlink transfer. A Credit of the same transfer still waiting
+ * for POLLOUT is raised instead: the later one says all it said. */
+static void dev_send_credit(struct proc *p, struct dev *d, uint64_t transfer,
+                            uint32_t received)
+{
+    const struct qitem it = {.kind = SEND_CREDIT, .round = transfer,
+                             .received = received};
+    for (uint8_t i = 0; i < d->nq; i++) {
+        if (d->q[i].kind == SEND_CREDIT && d->q[i].round == transfer &&
+            !d->q[i].cancel) {
+            d->q[i].received = FL_MAX(d->q[i].received, received);
+            return;
+        }
+    }
+    dev_send_item(p, d, &it);
+}
+
+static void tx_end(struct proc *p, struct dev *d)
+{
+    const uint64_t round = d->tx.round;
+    memset(&d->tx, 0, sizeof(d->tx));
+    if (p->cfg->rounds_expected > 0 && round >= p->cfg->rounds_expected)
+        dev_finish(p, d);
+}
+
+static bool tx_wants_send(const struct dev *d)
+{
+    const struct dev_tx *x = &d->tx;
+    return x->transfer != 0 && x->next < x->limit && x->next < x->total;
+}
+
+/* Send the upload's chunks the window allows, behind any queued item. */
+static void tx_pump(struct proc *p, struct dev *d)
+{
+    struct dev_tx *x = &d->tx;
+    struct pb_envelope env;
+    size_t len = 0;
+    while (tx_wants_send(d) && d->sock != NULL && d->nq == 0) {
+        if (x->upd_gen != p->upd.gen || !p->upd.valid) {
+            CNT(p, UPLOADS_DROPPED)++;   /* the update set was rebuilt */
+            tx_end(p, d);
+            return;
+        }
+        const struct upd *u = &p->upd.u[x->upd];
+        const size_t n = pb_xfer_chunk_len(x->bytes, x->chunk_bytes,
+                                           x->next);
+        memset(&env, 0, sizeof(env));
+        env.version = PB_PROTOCOL_VERSION;
+        env.body = PB_BODY_CHUNK;
+        env.chunk = (struct pb_chunk){
+            .transfer = x->transfer, .seq = x->next, .total = x->total,
+            .data = u->payload + (size_t)x->next * x->chunk_bytes,
+            .len = n};
+        if (pack_env(p, &env, &len) != FL_OK) {
+            CNT(p, SEND_ERRORS)++;
+            tx_end(p, d);
+            return;
+        }
+        if (zmq_send(d->sock, p->sbuf, len, ZMQ_DONTWAIT) < 0) {
+            if (errno == EAGAIN) {
+                CNT(p, SEND_EAGAIN)++;
+                mark_dirty(p, d);
+                return;
+            }
+            CNT(p, SEND_ERRORS)++;
+            tx_end(p, d);
+            return;
+        }
+        x->next++;
+        CNT(p, CHUNKS_UP)++;
+        CNT(p, CHUNK_BYTES_UP) += n;
+        CNT(p, MSGS_UP)++;
+        CNT(p, BYTES_UP) += len;
+        CNT(p, UPDATE_BYTES) += len;
+    }
 }
 
 static void flush_queue(struct proc *p, struct dev *d)
@@ -1030,6 +1297,7 @@ static void flush_queue(struct proc *p, struct dev *d)
         memmove(&d->q[0], &d->q[1], (size_t)(d->nq - 1) * sizeof(d->q[0]));
         d->nq--;
     }
+    tx_pump(p, d);
 }
 
 static bool hello_queued(const struct dev *d)
@@ -1211,30 +1479,67 @@ static enum fl_err decode_model(struct proc *p, enum model_kind kind,
     return FL_OK;
 }
 
-/* Check the model of a Task for device d (see the file comment). */
+/* The tensor that carries the model of a Task, how, and its base. */
+static const struct pb_tensor *task_model(const struct pb_task *task,
+                                          enum model_kind *kind,
+                                          uint64_t *base)
+{
+    *kind = MK_FULL;
+    *base = 0;
+    if (task->has_model_delta) {
+        *kind = MK_SPARSE;
+        *base = task->model_delta_base;
+        return &task->model_delta;
+    }
+    if (task->model.has_base_version) {
+        *kind = MK_XOR;
+        *base = task->model.base_version;
+    }
+    return &task->model;
+}
+
+static bool task_chunked(const struct pb_task *task)
+{
+    enum model_kind kind;
+    uint64_t base;
+    return task_model(task, &kind, &base)->payload_transfer != 0;
+}
+
+/* The largest model payload the swarm takes: a compressed dense model is
+ * at most a little over its raw size. */
+static uint64_t max_payload(const struct proc *p)
+{
+    return 2 * p->dim * sizeof(float) + (1u << 20);
+}
+
+/* Check the model of a Task for device d (see the file comment). For a
+ * model that comes in chunks only what the announcement says is checked
+ * here; the bytes are checked as they arrive (check_announced()). */
 static enum fl_err check_model(struct proc *p, const struct dev *d,
                                const struct pb_task *task)
 {
-    const struct pb_tensor *t = task->has_model_delta ? &task->model_delta
-                                                      : &task->model;
-    enum model_kind kind = MK_FULL;
-    uint64_t base = 0;
-    if (task->has_model_delta) {
-        kind = MK_SPARSE;
-        base = task->model_delta_base;
-        CNT(p, TASKS_SPARSE)++;
-    } else if (t->has_base_version) {
-        kind = MK_XOR;
-        base = t->base_version;
-        CNT(p, TASKS_DELTA)++;
-    } else {
-        CNT(p, TASKS_FULL)++;
-    }
+    enum model_kind kind;
+    uint64_t base;
+    const struct pb_tensor *t = task_model(task, &kind, &base);
+    _Static_assert(C_TASKS_DELTA == C_TASKS_FULL + MK_XOR &&
+                   C_TASKS_SPARSE == C_TASKS_FULL + MK_SPARSE,
+                   "task counters follow enum model_kind");
+    p->c->n[C_TASKS_FULL + (size_t)kind]++;
     if (t->dimension != p->dim)
         return FL_ERR_DIMENSION;
     if (kind != MK_FULL && (!d->has_model || d->held_version != base)) {
         CNT(p, BASE_ERRORS)++;
         return FL_ERR_BAD_STATE;
+    }
+    if (t->payload_transfer != 0) {
+        if (p->chunk_bytes == 0) {
+            CNT(p, GEOMETRY_ERRORS)++;   /* announced without a geometry */
+            return FL_ERR_TRANSFER;
+        }
+        if (pb_xfer_chunks(t->payload_bytes, p->chunk_bytes) == 0 ||
+            t->payload_bytes > max_payload(p))
+            return FL_ERR_TOO_LARGE;
+        return FL_OK;
     }
     const int s = seen_find(&p->model, kind, base, task->model_version);
     if (s >= 0) {
@@ -1246,6 +1551,142 @@ static enum fl_err check_model(struct proc *p, const struct dev *d,
         return FL_OK;
     }
     return decode_model(p, kind, base, t, task->model_version);
+}
+
+/* ---- chunked models: the process's reassembly slots (struct vslot) */
+
+static struct vslot *slot_find(struct proc *p, const struct dev_rx *x)
+{
+    for (size_t i = 0; i < VSLOTS; i++) {
+        struct vslot *s = &p->model.slot[i];
+        if (s->used && s->meta.payload_transfer == x->transfer &&
+            s->meta.payload_bytes == x->bytes &&
+            s->meta.checksum == x->checksum && s->kind == x->kind &&
+            s->version == x->version && s->base == x->base)
+            return s;
+    }
+    return NULL;
+}
+
+static void slot_release(struct vslot *s)
+{
+    pb_xfer_rx_reset(&s->rx);
+    memset(s, 0, sizeof(*s));
+}
+
+static void slot_fail(struct proc *p, struct vslot *s)
+{
+    pb_xfer_rx_reset(&s->rx);
+    s->failed = true;
+    CNT(p, SLOT_FAILURES)++;
+}
+
+/* Device d starts receiving content t: make sure a slot reassembles it,
+ * unless it was decoded already (then its metadata is matched at the end).
+ * A free slot is taken, else the least recently used one. */
+static void slot_prepare(struct proc *p, const struct dev_rx *x,
+                         const struct pb_tensor *t)
+{
+    struct model_state *m = &p->model;
+    struct vslot *s = slot_find(p, x);
+    if (s != NULL) {
+        s->stamp = ++m->stamp;
+        return;
+    }
+    if (seen_find(m, (enum model_kind)x->kind, x->base, x->version) >= 0)
+        return;
+    s = &m->slot[0];
+    for (size_t i = 0; i < VSLOTS; i++) {
+        struct vslot *c = &m->slot[i];
+        if (!c->used) {
+            s = c;
+            break;
+        }
+        if (c->stamp < s->stamp)
+            s = c;
+    }
+    slot_release(s);
+    s->used = true;
+    s->stamp = ++m->stamp;
+    s->kind = x->kind;
+    s->base = x->base;
+    s->version = x->version;
+    s->meta = *t;
+    s->meta.payload = NULL;
+    s->meta.payload_len = 0;
+    if (pb_xfer_rx_begin(&s->rx, x->transfer, x->bytes, x->chunk_bytes,
+                         max_payload(p)) != FL_OK)
+        slot_fail(p, s);
+}
+
+/* The slot is complete: decode it like an inline model. */
+static void slot_finish(struct proc *p, struct vslot *s)
+{
+    struct pb_tensor t = s->meta;
+    t.payload = s->rx.buf;
+    t.payload_len = (size_t)s->rx.bytes;
+    s->result = decode_model(p, (enum model_kind)s->kind, s->base, &t,
+                             s->version);
+    s->decoded = true;
+    if (s->result != FL_OK && log_detail(p))
+        fl_log(FL_LOG_ERR, "the chunked model of version %llu (transfer "
+               "%llu, %llu bytes) does not decode: %s",
+               (unsigned long long)s->version,
+               (unsigned long long)s->meta.payload_transfer,
+               (unsigned long long)s->meta.payload_bytes,
+               fl_strerror(s->result));
+}
+
+/* A chunk that passed the geometry checks: it fills the slot of its
+ * content (seq == what the slot has) or is compared with it (seq below).
+ * FL_ERR_CHECKSUM when its bytes differ. */
+static enum fl_err slot_take_chunk(struct proc *p, const struct dev_rx *x,
+                                   const struct pb_chunk *c)
+{
+    struct vslot *s = slot_find(p, x);
+    bool complete = false;
+    if (s == NULL || s->failed)
+        return FL_OK;
+    if (c->seq < s->rx.received) {
+        CNT(p, CHUNKS_COMPARED)++;
+        if (memcmp(s->rx.buf + (size_t)c->seq * s->rx.chunk_bytes, c->data,
+                   c->len) != 0) {
+            CNT(p, CHUNK_MISMATCHES)++;
+            return FL_ERR_CHECKSUM;
+        }
+        return FL_OK;
+    }
+    if (c->seq > s->rx.received ||
+        pb_xfer_rx_add(&s->rx, c, &complete) != FL_OK) {
+        slot_fail(p, s);   /* it began after some chunks went by */
+        return FL_OK;
+    }
+    s->stamp = ++p->model.stamp;
+    if (complete)
+        slot_finish(p, s);
+    return FL_OK;
+}
+
+/* The transfer of device d is complete: what is known of its content.
+ * FL_OK also when it could not be checked (counted model_unverified). */
+static enum fl_err check_announced(struct proc *p, const struct dev_rx *x)
+{
+    if (x->bad)
+        return FL_ERR_CHECKSUM;
+    const int i = seen_find(&p->model, (enum model_kind)x->kind, x->base,
+                            x->version);
+    if (i >= 0) {
+        const struct seen *e = &p->model.seen[i];
+        if (e->checksum != x->checksum || e->len != x->bytes)
+            return FL_ERR_CHECKSUM;   /* same version, other content */
+        CNT(p, MODEL_CACHED)++;
+        return FL_OK;
+    }
+    const struct vslot *s = slot_find(p, x);
+    if (s != NULL && s->decoded && s->result != FL_OK)
+        return s->result;
+    CNT(p, MODEL_UNVERIFIED)++;
+    return FL_OK;
 }
 
 /* The update setting a Task asks for; FL_ERR_UNSUPPORTED/INVALID_ARG when
@@ -1280,6 +1721,31 @@ static void note_join(struct proc *p, struct dev *d, uint64_t now)
     CNT(p, JOIN_NS) += ns;
     CNT(p, JOINS)++;
     p->c->join_max_ns = FL_MAX(p->c->join_max_ns, ns);
+}
+
+/* The chunk geometry both directions use from now on (none: every payload
+ * inline). A geometry outside the protocol's bounds is an error. */
+static void welcome_geometry(struct proc *p, const struct dev *d,
+                             const struct pb_welcome *w)
+{
+    if (w->chunk_bytes == 0 && w->chunk_window == 0) {
+        p->chunk_bytes = 0;
+        p->chunk_window = 0;
+        return;
+    }
+    if (!pb_xfer_geometry_ok(w->chunk_bytes, w->chunk_window)) {
+        CNT(p, GEOMETRY_ERRORS)++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "device %u: welcome announces chunks of %u "
+                   "bytes, window %u: outside [%u, %u] x [1, %u]",
+                   d->gindex, w->chunk_bytes, w->chunk_window,
+                   PB_XFER_MIN_CHUNK, PB_XFER_MAX_CHUNK, PB_XFER_MAX_WINDOW);
+        p->chunk_bytes = 0;
+        p->chunk_window = 0;
+        return;
+    }
+    p->chunk_bytes = w->chunk_bytes;
+    p->chunk_window = w->chunk_window;
 }
 
 static void on_welcome(struct proc *p, struct dev *d,
@@ -1318,6 +1784,7 @@ static void on_welcome(struct proc *p, struct dev *d,
     d->welcomed = true;
     d->hello_gen++;           /* no more Hello retries */
     d->epoch = w->epoch;
+    welcome_geometry(p, d, w);
     if (!d->ever_joined) {
         d->ever_joined = true;
         live_inc(&p->st->live.joined);
@@ -1418,13 +1885,180 @@ static bool task_is_duplicate(const struct dev *d, const struct pb_task *t)
            t->last_update_round != t->round && !d->rejoined;
 }
 
+/* The device holds the Task's model: vanish (--vanish) or answer. */
+static void task_accept(struct proc *p, struct dev *d, uint64_t round,
+                        uint64_t version, uint32_t timeout_ms, uint64_t now)
+{
+    d->has_model = true;
+    d->held_version = version;
+    if (p->cfg->vanish > 0 && fl_rng_uniform(&p->rng) < p->cfg->vanish) {
+        vanish(p, d, round, timeout_ms, now);
+        return;
+    }
+    answer_task(p, d, round, now);
+}
+
+/* ---- downlink transfers (docs/protocol.md "Transfers") */
+
+/* A newer Task ends the transfer in progress; the Task it carried counts
+ * as replaced, not unanswered. */
+static void rx_replace(struct proc *p, struct dev *d)
+{
+    if (d->rx.transfer == 0)
+        return;
+    if (d->rx.mode == RX_ANSWER)
+        p->st->rounds[round_slot(d->rx.round)].replaced++;
+    CNT(p, XFERS_REPLACED)++;
+    memset(&d->rx, 0, sizeof(d->rx));
+}
+
+/* Expect the chunks of the model Task t announces. */
+static void rx_begin(struct proc *p, struct dev *d, const struct pb_task *t,
+                     enum rx_mode mode)
+{
+    enum model_kind kind;
+    uint64_t base;
+    const struct pb_tensor *m = task_model(t, &kind, &base);
+    const uint32_t total = pb_xfer_chunks(m->payload_bytes, p->chunk_bytes);
+    rx_replace(p, d);
+    if (total == 0 || m->payload_bytes > max_payload(p)) {
+        CNT(p, XFER_ERRORS)++;   /* its chunks will be stale */
+        return;
+    }
+    d->rx = (struct dev_rx){
+        .transfer = m->payload_transfer, .bytes = m->payload_bytes,
+        .round = t->round, .version = t->model_version, .base = base,
+        .total = total, .chunk_bytes = p->chunk_bytes,
+        .timeout_ms = t->timeout_ms, .checksum = m->checksum,
+        .kind = (uint8_t)kind, .mode = (uint8_t)mode};
+    CNT(p, XFERS_DOWN)++;
+    if (mode == RX_ANSWER)
+        slot_prepare(p, &d->rx, m);
+}
+
+/* A chunk that is not the next one of the transfer: the transfer ends
+ * (FL_ERR_TRANSFER), the coordinator is told to stop (Credit cancel). */
+static void rx_fail(struct proc *p, struct dev *d, const struct pb_chunk *c)
+{
+    const struct qitem it = {.kind = SEND_CREDIT, .round = d->rx.transfer,
+                             .received = d->rx.received, .cancel = true};
+    CNT(p, XFER_ERRORS)++;
+    if (log_detail(p))
+        fl_log(FL_LOG_ERR, "device %u: chunk %u/%u of %zu bytes of transfer "
+               "%llu is not the next one (%u/%u of %llu bytes): %s",
+               d->gindex, c->seq, c->total, c->len,
+               (unsigned long long)c->transfer, d->rx.received, d->rx.total,
+               (unsigned long long)d->rx.bytes,
+               fl_strerror(FL_ERR_TRANSFER));
+    if (d->rx.mode == RX_ANSWER)
+        p->st->rounds[round_slot(d->rx.round)].bad_tasks++;
+    memset(&d->rx, 0, sizeof(d->rx));
+    dev_send_item(p, d, &it);
+}
+
+static void rx_complete(struct proc *p, struct dev *d, uint64_t now)
+{
+    const struct dev_rx x = d->rx;
+    memset(&d->rx, 0, sizeof(d->rx));
+    CNT(p, XFERS_DOWN_DONE)++;
+    if (x.mode != RX_ANSWER) {
+        CNT(p, XFERS_DISCARDED)++;
+        return;
+    }
+    const enum fl_err rc = check_announced(p, &x);
+    if (rc != FL_OK) {
+        CNT(p, MODEL_ERRORS)++;
+        p->st->rounds[round_slot(x.round)].bad_tasks++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "device %u: the chunked model of the task for "
+                   "round %llu (version %llu) is not usable: %s", d->gindex,
+                   (unsigned long long)x.round,
+                   (unsigned long long)x.version, fl_strerror(rc));
+        return;
+    }
+    task_accept(p, d, x.round, x.version, x.timeout_ms, now);
+}
+
+/* Chunks are checked without being kept: geometry against the
+ * announcement (pb_xfer arithmetic), bytes against the process's slot;
+ * each one is credited. */
+static void on_chunk(struct proc *p, struct dev *d, const struct pb_chunk *c,
+                     uint64_t now)
+{
+    struct dev_rx *x = &d->rx;
+    CNT(p, CHUNKS_DOWN)++;
+    CNT(p, CHUNK_BYTES_DOWN) += c->len;
+    if (x->transfer == 0 || c->transfer != x->transfer) {
+        CNT(p, STALE_CHUNKS)++;   /* of a transfer a Task replaced */
+        return;
+    }
+    if (c->seq != x->received || c->total != x->total ||
+        c->len != pb_xfer_chunk_len(x->bytes, x->chunk_bytes, c->seq)) {
+        rx_fail(p, d, c);
+        return;
+    }
+    x->received++;
+    if (x->mode == RX_ANSWER && !x->bad &&
+        slot_take_chunk(p, x, c) != FL_OK)
+        x->bad = true;
+    dev_send_credit(p, d, x->transfer, x->received);
+    if (x->received == x->total)
+        rx_complete(p, d, now);
+}
+
+/* ---- uplink transfers: the coordinator's credits */
+
+static void on_credit(struct proc *p, struct dev *d, const struct pb_credit *c)
+{
+    struct dev_tx *x = &d->tx;
+    CNT(p, CREDITS_DOWN)++;
+    if (x->transfer == 0 || c->transfer != x->transfer) {
+        CNT(p, STALE_CREDITS)++;
+        return;
+    }
+    if (c->cancel) {
+        CNT(p, UPLOADS_CANCELLED)++;
+        tx_end(p, d);
+        return;
+    }
+    if (c->received > x->next) {
+        CNT(p, XFER_ERRORS)++;
+        if (log_detail(p))
+            fl_log(FL_LOG_ERR, "device %u: credit for %u chunks of upload "
+                   "%llu, but %u were sent", d->gindex, c->received,
+                   (unsigned long long)c->transfer, x->next);
+        tx_end(p, d);
+        return;
+    }
+    if (!x->granted) {
+        x->granted = true;
+        CNT(p, UPLOADS_GRANTED)++;
+    }
+    if (c->received == x->total) {
+        CNT(p, UPLOADS_DONE)++;
+        tx_end(p, d);
+        return;
+    }
+    x->limit = FL_MAX(x->limit, c->received + x->window);
+    tx_pump(p, d);
+}
+
 static void on_task(struct proc *p, struct dev *d, const struct pb_task *t,
                     uint64_t now)
 {
     struct swarm_round *r = &p->st->rounds[round_slot(t->round)];
+    const bool chunked = task_chunked(t);
     if (d->welcomed && task_is_duplicate(d, t)) {
         CNT(p, DUP_TASKS)++;
+        if (chunked)
+            rx_begin(p, d, t, RX_DISCARD);
         return;
+    }
+    if (d->tx.transfer != 0) {
+        /* the upload's round closed without it, or the coordinator asks
+         * again after a Hello: a new Task ends it */
+        CNT(p, UPLOADS_DROPPED)++;
+        memset(&d->tx, 0, sizeof(d->tx));
     }
     r->tasks++;
     live_inc(&p->st->live.tasks);
@@ -1432,6 +2066,8 @@ static void on_task(struct proc *p, struct dev *d, const struct pb_task *t,
         /* a Task of another coordinator run: say Hello again */
         CNT(p, EPOCH_CHANGES)++;
         r->bad_tasks++;
+        if (chunked)
+            rx_begin(p, d, t, RX_DISCARD);
         d->welcomed = false;
         d->hello_backoff_ms = p->cfg->hello_retry_ms;
         send_hello(p, d, now);
@@ -1439,15 +2075,16 @@ static void on_task(struct proc *p, struct dev *d, const struct pb_task *t,
     }
     if (!task_usable(p, d, t)) {
         r->bad_tasks++;
+        if (chunked)
+            rx_begin(p, d, t, RX_DISCARD);
         return;
     }
-    d->has_model = true;
-    d->held_version = t->model_version;
-    if (p->cfg->vanish > 0 && fl_rng_uniform(&p->rng) < p->cfg->vanish) {
-        vanish(p, d, t->round, t->timeout_ms, now);
+    if (chunked) {
+        rx_begin(p, d, t, RX_ANSWER);   /* answered when complete */
         return;
     }
-    answer_task(p, d, t->round, now);
+    rx_replace(p, d);
+    task_accept(p, d, t->round, t->model_version, t->timeout_ms, now);
 }
 
 /* Say Hello on a connection the coordinator does not know yet; the Task
@@ -1550,6 +2187,12 @@ static void handle_msg(struct proc *p, struct dev *d, const uint8_t *data,
     case PB_BODY_BYE:
         on_bye(p, d);
         break;
+    case PB_BODY_CHUNK:
+        on_chunk(p, d, &env->chunk, now);
+        break;
+    case PB_BODY_CREDIT:
+        on_credit(p, d, &env->credit);
+        break;
     case PB_BODY_NONE:
     case PB_BODY_HELLO:
     case PB_BODY_UPDATE:
@@ -1603,7 +2246,7 @@ static void drain(struct proc *p, struct dev *d, uint64_t now)
             CNT(p, SEND_ERRORS)++;
             return;
         }
-        if ((ev & ZMQ_POLLOUT) != 0 && d->nq > 0)
+        if ((ev & ZMQ_POLLOUT) != 0 && (d->nq > 0 || tx_wants_send(d)))
             flush_queue(p, d);
         if ((ev & ZMQ_POLLIN) == 0 || recv_one(p, d, now) <= 0)
             return;
@@ -1868,6 +2511,8 @@ static void proc_release(struct proc *p)
         close(p->ep);
     upd_set_release(&p->upd);
     cmp_ctx_destroy(&p->cctx);
+    for (size_t i = 0; i < VSLOTS; i++)
+        slot_release(&p->model.slot[i]);
     fl_free(p->model.buf);
     fl_free(p->heap);
     fl_free(p->sbuf);
@@ -1965,6 +2610,13 @@ static void add_counters(struct swarm_counters *a,
     a->setup_failed |= b->setup_failed;
 }
 
+/* Tasks of a round that got their answer: an Update, vanishing on
+ * purpose, or a newer Task replacing it while its model was coming. */
+static uint64_t round_answered(const struct swarm_round *a)
+{
+    return (uint64_t)a->updates + a->vanished + a->replaced;
+}
+
 static void add_up(struct totals *t, struct swarm_proc_stats *st,
                    uint32_t nproc)
 {
@@ -1985,13 +2637,14 @@ static void add_up(struct totals *t, struct swarm_proc_stats *st,
             a->vanished += b->vanished;
             a->bad_tasks += b->bad_tasks;
             a->recovered += b->recovered;
+            a->replaced += b->replaced;
             for (size_t j = 0; j < REJ_SLOTS; j++)
                 a->rejects[j] += b->rejects[j];
         }
     }
     for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
         const struct swarm_round *a = &t->rounds[r];
-        const uint64_t answered = (uint64_t)a->updates + a->vanished;
+        const uint64_t answered = round_answered(a);
         t->vanished_r += a->vanished;
         t->bad_tasks += a->bad_tasks;
         t->recovered += a->recovered;
@@ -2021,6 +2674,7 @@ static bool verdict_ok(const struct bench_swarm_config *cfg,
            t->unanswered == 0 && t->rejects == t->recovered &&
            t->bad_tasks == 0 &&
            t->c.n[C_UNPACK_ERRORS] == 0 && t->c.n[C_DIM_MISMATCH] == 0 &&
+           t->c.n[C_GEOMETRY_ERRORS] == 0 && t->c.n[C_XFER_ERRORS] == 0 &&
            !t->c.timed_out && !t->c.interrupted && !t->c.setup_failed;
 }
 
@@ -2045,7 +2699,7 @@ static void verdict_text(const struct bench_swarm_config *cfg,
             cfg->devices);
     for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
         const struct swarm_round *a = &t->rounds[r];
-        const uint64_t answered = (uint64_t)a->updates + a->vanished;
+        const uint64_t answered = round_answered(a);
         if (a->tasks > answered)
             ADD("round %zu: %llu of %u tasks unanswered; ", r,
                 (unsigned long long)(a->tasks - answered), a->tasks);
@@ -2065,6 +2719,10 @@ static void verdict_text(const struct bench_swarm_config *cfg,
         ADD("%llu unparsable messages, %llu welcome dimension mismatches; ",
             (unsigned long long)t->c.n[C_UNPACK_ERRORS],
             (unsigned long long)t->c.n[C_DIM_MISMATCH]);
+    if (t->c.n[C_GEOMETRY_ERRORS] > 0 || t->c.n[C_XFER_ERRORS] > 0)
+        ADD("%llu bad chunk geometries, %llu transfer errors; ",
+            (unsigned long long)t->c.n[C_GEOMETRY_ERRORS],
+            (unsigned long long)t->c.n[C_XFER_ERRORS]);
     if (t->c.timed_out)
         ADD("timed out after %g s; ", cfg->max_seconds);
     if (t->c.interrupted)
@@ -2106,16 +2764,16 @@ static void print_summary(const struct bench_swarm_config *cfg,
             (unsigned long long)c->n[C_RECONNECTED],
             (unsigned long long)c->n[C_REJOINS],
             (unsigned long long)c->n[C_DUP_TASKS]);
-    fprintf(out, "%7s %8s %8s %8s %10s %8s %8s %9s\n", "round", "tasks",
-            "updates", "vanished", "unanswered", "bad", "rejects",
-            "recovered");
+    fprintf(out, "%7s %8s %8s %8s %8s %10s %8s %8s %9s\n", "round",
+            "tasks", "updates", "vanished", "replaced", "unanswered", "bad",
+            "rejects", "recovered");
     for (size_t r = 0; r < BENCH_SWARM_MAX_ROUNDS; r++) {
         const struct swarm_round *a = &t->rounds[r];
         if (!round_used(a))
             continue;
-        const uint64_t answered = (uint64_t)a->updates + a->vanished;
-        fprintf(out, "%7zu %8u %8u %8u %10llu %8u %8llu %9u\n", r, a->tasks,
-                a->updates, a->vanished,
+        const uint64_t answered = round_answered(a);
+        fprintf(out, "%7zu %8u %8u %8u %8u %10llu %8u %8llu %9u\n", r,
+                a->tasks, a->updates, a->vanished, a->replaced,
                 (unsigned long long)(a->tasks > answered ? a->tasks - answered
                                                          : 0),
                 a->bad_tasks, (unsigned long long)round_rejects(a),
@@ -2135,6 +2793,33 @@ static void print_summary(const struct bench_swarm_config *cfg,
             (unsigned long long)c->n[C_MODEL_UNVERIFIED],
             (unsigned long long)c->n[C_MODEL_ERRORS],
             (unsigned long long)c->n[C_BASE_ERRORS]);
+    fprintf(out, "transfers: down %llu begun, %llu complete, %llu replaced, "
+            "%llu aborted, %llu discarded, %llu errors; %llu chunks (%llu "
+            "bytes, %llu stale, %llu compared, %llu differed), %llu credits "
+            "sent; up %llu announced, %llu granted, %llu done, %llu "
+            "cancelled, %llu dropped; %llu chunks (%llu bytes), %llu credits "
+            "received (%llu stale)\n",
+            (unsigned long long)c->n[C_XFERS_DOWN],
+            (unsigned long long)c->n[C_XFERS_DOWN_DONE],
+            (unsigned long long)c->n[C_XFERS_REPLACED],
+            (unsigned long long)c->n[C_XFERS_ABORTED],
+            (unsigned long long)c->n[C_XFERS_DISCARDED],
+            (unsigned long long)c->n[C_XFER_ERRORS],
+            (unsigned long long)c->n[C_CHUNKS_DOWN],
+            (unsigned long long)c->n[C_CHUNK_BYTES_DOWN],
+            (unsigned long long)c->n[C_STALE_CHUNKS],
+            (unsigned long long)c->n[C_CHUNKS_COMPARED],
+            (unsigned long long)c->n[C_CHUNK_MISMATCHES],
+            (unsigned long long)c->n[C_CREDITS_UP],
+            (unsigned long long)c->n[C_UPLOADS],
+            (unsigned long long)c->n[C_UPLOADS_GRANTED],
+            (unsigned long long)c->n[C_UPLOADS_DONE],
+            (unsigned long long)c->n[C_UPLOADS_CANCELLED],
+            (unsigned long long)c->n[C_UPLOADS_DROPPED],
+            (unsigned long long)c->n[C_CHUNKS_UP],
+            (unsigned long long)c->n[C_CHUNK_BYTES_UP],
+            (unsigned long long)c->n[C_CREDITS_DOWN],
+            (unsigned long long)c->n[C_STALE_CREDITS]);
     fprintf(out, "traffic: up %llu bytes in %llu messages, down %llu bytes "
             "in %llu messages; packing %.2f us per update; send EAGAIN "
             "%llu, errors %llu\n", (unsigned long long)c->n[C_BYTES_UP],
@@ -2186,14 +2871,14 @@ static void json_rounds(FILE *f, const struct totals *t)
         const struct swarm_round *a = &t->rounds[r];
         if (!round_used(a))
             continue;
-        const uint64_t answered = (uint64_t)a->updates + a->vanished;
+        const uint64_t answered = round_answered(a);
         fprintf(f, "%s\n  {\"round\":%zu,\"tasks\":%u,\"updates\":%u,"
                 "\"vanished\":%u,\"unanswered\":%llu,\"bad_tasks\":%u,"
-                "\"recovered\":%u,\"rejects\":", first ? "" : ",", r,
-                a->tasks, a->updates, a->vanished,
+                "\"recovered\":%u,\"replaced\":%u,\"rejects\":",
+                first ? "" : ",", r, a->tasks, a->updates, a->vanished,
                 (unsigned long long)(a->tasks > answered ? a->tasks - answered
                                                          : 0),
-                a->bad_tasks, a->recovered);
+                a->bad_tasks, a->recovered, a->replaced);
         json_rejects(f, a->rejects);
         fputc('}', f);
         first = false;
@@ -2394,9 +3079,13 @@ static enum fl_err spawn(const struct bench_swarm_config *cfg,
             signal_children(ch, i, SIGTERM);
             return FL_ERR_IO;
         }
-        if (pid == 0) /* stdio was flushed: exit() runs LSan in tests */
+        if (pid == 0) {
+            /* stdio was flushed: exit() runs LSan in tests, so the
+             * parent's table is freed here, not left to look leaked */
+            fl_free(ch);
             exit(proc_main(cfg, i, first, end - first, &st[i],
                            deadline_ns));
+        }
         ch[i].pid = pid;
     }
     return FL_OK;
@@ -2440,8 +3129,7 @@ int bench_swarm_run(const struct bench_swarm_config *cfg, FILE *out)
     struct child *ch = fl_calloc(nproc, sizeof(*ch));
     struct totals t;
     memset(&t, 0, sizeof(t));
-    t.rounds = fl_calloc(BENCH_SWARM_MAX_ROUNDS, sizeof(*t.rounds));
-    if (st == MAP_FAILED || ch == NULL || t.rounds == NULL) {
+    if (st == MAP_FAILED || ch == NULL) {
         fl_log(FL_LOG_ERR, "cannot allocate the statistics of %u processes",
                nproc);
         goto out;
@@ -2465,6 +3153,13 @@ int bench_swarm_run(const struct bench_swarm_config *cfg, FILE *out)
     }
     const bool interrupted = supervise(cfg, ch, nproc, st, &set, deadline);
     t.wall_s = (double)(fl_now_ns() - start) / 1e9;
+    /* allocated after the fork: the children never hold it */
+    t.rounds = fl_calloc(BENCH_SWARM_MAX_ROUNDS, sizeof(*t.rounds));
+    if (t.rounds == NULL) {
+        fl_log(FL_LOG_ERR, "cannot allocate the totals of %u processes",
+               nproc);
+        goto out;
+    }
     for (uint32_t i = 0; i < nproc; i++) {
         t.cpu_s += rusage_s(&ch[i].ru);
         t.rss_max_kb = FL_MAX(t.rss_max_kb, (uint64_t)ch[i].ru.ru_maxrss);

@@ -29,6 +29,23 @@
  * by checksum and size. Each device tracks its own held version; a delta
  * against a version the device does not hold is an error.
  *
+ * Chunked transfers (docs/protocol.md "Transfers"): the chunk geometry
+ * comes from Welcome. A Task whose model (or model_delta) payload is
+ * announced is answered only once its transfer is complete: each Chunk is
+ * checked against the announcement with the pb_xfer arithmetic (next seq,
+ * total, length; anything else ends the transfer with FL_ERR_TRANSFER and
+ * a Credit{cancel}) and credited (Credit{transfer, received} after every
+ * chunk). The bytes are not kept per device: each process reassembles one
+ * copy per model content (the transfer id names the content, so all its
+ * devices get the same bytes), decodes it like an inline model, and
+ * compares every other device's chunks with it byte for byte (at most a
+ * few payloads per process, not one per device). A newer Task replaces a
+ * transfer in progress (its Task counts as "replaced", not unanswered).
+ * An Update payload over chunk_bytes is announced; its chunks follow the
+ * coordinator's Credit{received = 0}, within the window, each one sent
+ * from the shared precomputed update. Counts of chunks, credits and
+ * transfers (both directions) are in the summary and the JSON report.
+ *
  * Children report through a shared anonymous mapping; the parent adds
  * them up, prints the summary and the verdict, and writes the JSON report.
  *

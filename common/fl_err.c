@@ -41,6 +41,8 @@ static const struct err_entry err_table[FL_ERR__MAX] = {
     [FL_ERR_RATE] = {"rate", "message rate limit exceeded"},
     [FL_ERR_FULL] = {"full", "too many devices"},
     [FL_ERR_IGNORED] = {"ignored", "device is ignored for misbehaviour"},
+    [FL_ERR_TRANSFER] = {"transfer", "chunked transfer out of order or "
+                         "inconsistent"},
     [FL_ERR_ZMQ] = {"zmq", "zeromq error"},
     [FL_ERR_TIMEOUT] = {"timeout", "timed out"},
     [FL_ERR_INTERRUPTED] = {"interrupted", "interrupted"},

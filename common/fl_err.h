@@ -49,6 +49,8 @@ enum fl_err {
     FL_ERR_RATE = 50,          /* too many messages from one peer */
     FL_ERR_FULL = 51,          /* too many devices connected */
     FL_ERR_IGNORED = 52,       /* device is in its penalty period */
+    FL_ERR_TRANSFER = 53,      /* chunk of an unknown transfer, out of order,
+                                  of the wrong size, or over the budget */
 
     /* system */
     FL_ERR_ZMQ = 60,           /* a libzmq call failed (zmq_strerror logged) */

@@ -10,6 +10,7 @@
 #include "common/fl_util.h"
 #include "coordinator/coord_devtab.h"
 #include "model/mdl_data.h"
+#include "proto/pb_xfer.h"
 
 #define MiB (1024ULL * 1024ULL)
 
@@ -65,6 +66,14 @@ enum opt_id {
     OPT_PENALTY_AFTER,
     OPT_PENALTY_ROUNDS,
     OPT_MAX_MESSAGE,
+    OPT_CHUNK_BYTES,
+    OPT_CHUNK_WINDOW,
+    OPT_INLINE_BYTES,
+    OPT_MAX_INFLIGHT_CHUNKS,
+    OPT_UPLOAD_SLOTS,
+    OPT_HEARTBEAT_MS,
+    OPT_IO_THREADS,
+    OPT_BACKLOG,
     OPT_KEEP_VERSIONS,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
@@ -130,6 +139,14 @@ static const struct option long_options[] = {
     {"penalty-after", required_argument, NULL, OPT_PENALTY_AFTER},
     {"penalty-rounds", required_argument, NULL, OPT_PENALTY_ROUNDS},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"chunk-bytes", required_argument, NULL, OPT_CHUNK_BYTES},
+    {"chunk-window", required_argument, NULL, OPT_CHUNK_WINDOW},
+    {"inline-bytes", required_argument, NULL, OPT_INLINE_BYTES},
+    {"max-inflight-chunks", required_argument, NULL, OPT_MAX_INFLIGHT_CHUNKS},
+    {"upload-slots", required_argument, NULL, OPT_UPLOAD_SLOTS},
+    {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT_MS},
+    {"io-threads", required_argument, NULL, OPT_IO_THREADS},
+    {"backlog", required_argument, NULL, OPT_BACKLOG},
     {"keep-versions", required_argument, NULL, OPT_KEEP_VERSIONS},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -150,6 +167,14 @@ void coord_config_defaults(struct coord_config *cfg)
     cfg->max_msg_rate = 50;
     cfg->max_msg_burst = 100;
     cfg->max_message = 64 * MiB;
+    cfg->chunk_bytes = MiB;
+    cfg->chunk_window = 4;
+    cfg->inline_bytes = 64 * 1024;
+    cfg->max_inflight_chunks = 64;
+    cfg->upload_slots = 8;
+    cfg->heartbeat_ms = 2000;
+    cfg->io_threads = 1;
+    cfg->backlog = 1024;
     cfg->min_devices = 2;
     cfg->wait_timeout = 120.0;
     cfg->fraction = 1.0;
@@ -216,8 +241,22 @@ void coord_config_usage(FILE *out)
         "Network:\n"
         "  --bind ENDPOINT          ROUTER endpoint (tcp://*:5555)\n"
         "  --endpoint-file FILE     write the bound endpoint into FILE\n"
-        "  --max-message BYTES      largest frame accepted; K/M/G suffixes\n"
-        "                           (64M)\n",
+        "  --max-message BYTES      largest message or chunked payload\n"
+        "                           accepted; K/M/G suffixes (64M)\n"
+        "  --chunk-bytes BYTES      chunk size of large payloads, both\n"
+        "                           ways; frames are at most this + 64K (1M)\n"
+        "  --chunk-window N         chunks in flight per transfer (4)\n"
+        "  --inline-bytes BYTES     model payloads above it are sent as\n"
+        "                           shared chunks (64K; at most --chunk-bytes\n"
+        "                           is used)\n"
+        "  --max-inflight-chunks N  chunks sent and not yet acknowledged,\n"
+        "                           all devices together (64)\n"
+        "  --upload-slots N         chunked updates reassembled at a time (8)\n"
+        "  --heartbeat-ms MS        ZMTP heartbeat interval, timeout 5x;\n"
+        "                           0 = off (2000; see docs/scale.md)\n"
+        "  --io-threads N           ZeroMQ I/O threads (1)\n"
+        "  --backlog N              listen backlog (1024; the kernel clips\n"
+        "                           it to net.core.somaxconn)\n",
         out);
     fputs(
         "Security and admission (docs/security.md):\n"
@@ -336,6 +375,11 @@ void coord_codec_format(enum cmp_codec codec, int level, char *buf,
         snprintf(buf, len, "none");
     else
         snprintf(buf, len, "codec%d", (int)codec);
+}
+
+size_t coord_config_frame_limit(const struct coord_config *cfg)
+{
+    return FL_MIN(cfg->max_message, cfg->chunk_bytes + COORD_FRAME_OVERHEAD);
 }
 
 bool coord_config_lossy_downlink(const struct coord_config *cfg)
@@ -659,6 +703,18 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
         name = "penalty-after"; max = 1000000; break;
     case OPT_PENALTY_ROUNDS: u32 = &cfg->penalty_rounds;
         name = "penalty-rounds"; min = 1; max = 1000000; break;
+    case OPT_CHUNK_WINDOW: u32 = &cfg->chunk_window; name = "chunk-window";
+        min = 1; max = PB_XFER_MAX_WINDOW; break;
+    case OPT_MAX_INFLIGHT_CHUNKS: u32 = &cfg->max_inflight_chunks;
+        name = "max-inflight-chunks"; min = 1; max = 1000000; break;
+    case OPT_UPLOAD_SLOTS: u32 = &cfg->upload_slots; name = "upload-slots";
+        min = 1; max = 4096; break;
+    case OPT_HEARTBEAT_MS: u32 = &cfg->heartbeat_ms; name = "heartbeat-ms";
+        max = 3600000; break;
+    case OPT_IO_THREADS: u32 = &cfg->io_threads; name = "io-threads";
+        min = 1; max = 64; break;
+    case OPT_BACKLOG: u32 = &cfg->backlog; name = "backlog"; min = 1;
+        max = 1000000; break;
     default: break;
     }
     if (u32 != NULL)
@@ -680,8 +736,14 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
         return get_dbl("max-device-share", s, 0.05, 1, false,
                        &cfg->max_device_share, err, errlen);
     case OPT_MAX_MESSAGE:
-        return get_bytes("max-message", s, 4096, 1024ULL * MiB,
+        return get_bytes("max-message", s, 4096, 64ULL * 1024 * MiB,
                          &cfg->max_message, err, errlen);
+    case OPT_CHUNK_BYTES:
+        return get_bytes("chunk-bytes", s, PB_XFER_MIN_CHUNK,
+                         PB_XFER_MAX_CHUNK, &cfg->chunk_bytes, err, errlen);
+    case OPT_INLINE_BYTES:
+        return get_bytes("inline-bytes", s, 0, PB_XFER_MAX_CHUNK,
+                         &cfg->inline_bytes, err, errlen);
     case OPT_WAIT_TIMEOUT:
         return get_dbl("wait-timeout", s, 0, 1e7, false, &cfg->wait_timeout,
                        err, errlen);
@@ -910,6 +972,14 @@ static void print_network(const struct coord_config *cfg, FILE *out)
     print_dbl(out, "max-msg-rate", cfg->max_msg_rate);
     print_dbl(out, "max-msg-burst", cfg->max_msg_burst);
     fprintf(out, "max-message = %zu\n", cfg->max_message);
+    fprintf(out, "chunk-bytes = %zu\n", cfg->chunk_bytes);
+    fprintf(out, "chunk-window = %u\n", cfg->chunk_window);
+    fprintf(out, "inline-bytes = %zu\n", cfg->inline_bytes);
+    fprintf(out, "max-inflight-chunks = %u\n", cfg->max_inflight_chunks);
+    fprintf(out, "upload-slots = %u\n", cfg->upload_slots);
+    fprintf(out, "heartbeat-ms = %u\n", cfg->heartbeat_ms);
+    fprintf(out, "io-threads = %u\n", cfg->io_threads);
+    fprintf(out, "backlog = %u\n", cfg->backlog);
     fprintf(out, "min-devices = %u\n", cfg->min_devices);
     print_dbl(out, "wait-timeout", cfg->wait_timeout);
     print_dbl(out, "fraction", cfg->fraction);

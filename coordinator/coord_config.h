@@ -37,7 +37,17 @@ struct coord_config {
     /* network */
     const char *bind;             /* ZeroMQ endpoint to bind */
     const char *endpoint_file;    /* NULL: do not write the bound endpoint */
-    size_t max_message;           /* bytes, ZMQ_MAXMSGSIZE and unpack limit */
+    size_t max_message;           /* bytes: largest message or payload */
+    /* chunked transfers (docs/protocol.md "Transfers") */
+    size_t chunk_bytes;           /* every chunk but the last */
+    uint32_t chunk_window;        /* chunks in flight per transfer */
+    size_t inline_bytes;          /* Task payloads above it are chunked */
+    uint32_t max_inflight_chunks; /* chunks unacknowledged, all devices */
+    uint32_t upload_slots;        /* uploads reassembled at a time */
+    /* ZeroMQ at scale (docs/scale.md) */
+    uint32_t heartbeat_ms;        /* ZMTP heartbeat interval; 0 = off */
+    uint32_t io_threads;          /* ZMQ_IO_THREADS */
+    uint32_t backlog;             /* ZMQ_BACKLOG */
 
     /* security and admission (docs/security.md) */
     const char *curve_secret;     /* own key pair file; NULL = no CURVE */
@@ -175,5 +185,11 @@ double coord_density_for_round(double target, uint32_t warmup,
 
 /* True when the downlink is lossy (server-side error feedback on). */
 bool coord_config_lossy_downlink(const struct coord_config *cfg);
+
+/* The largest single frame accepted (ZMQ_MAXMSGSIZE and the parse limit):
+ * a chunk and its envelope, never more than --max-message. */
+size_t coord_config_frame_limit(const struct coord_config *cfg);
+
+#define COORD_FRAME_OVERHEAD (64u * 1024u)
 
 #endif /* COORD_CONFIG_H */

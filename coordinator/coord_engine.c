@@ -10,11 +10,12 @@
 #include "compress/cmp_tensor.h"
 #include "coordinator/coord_down.h"
 #include "coordinator/coord_guard.h"
+#include "coordinator/coord_xfer.h"
 #include "model/mdl_file.h"
 #include "proto/pb_msg.h"
+#include "proto/pb_xfer.h"
 
 #define NS_PER_S 1000000000.0
-#define HEARTBEAT_MS 2000
 
 enum engine_state {
     ST_WAITING = 0,
@@ -38,6 +39,7 @@ struct coord_engine {
     struct coord_guard *guard;     /* norm bound, share cap, penalty box */
     char why[128];                 /* detail of the next update Reject */
     struct coord_devtab *devs;
+    struct coord_xfer *xfer;       /* chunked transfers, both ways */
     struct cmp_ctx *dctx;          /* decoding updates */
     struct pb_limits lim;
     struct pb_layout_entry layout_pb[MDL_MAX_TENSORS];
@@ -170,7 +172,7 @@ enum fl_err coord_engine_new(const struct coord_engine_env *env,
     e->progress = env->progress;
     e->epoch = env->epoch;
     e->dim = env->layout->dim;
-    e->lim.max_message = cfg->max_message;
+    e->lim.max_message = coord_config_frame_limit(cfg);
     init_layout(e);
     fl_rng_seed(&e->rng, cfg->seed ^ 0x636f6f7264ULL);
     e->round = 1;
@@ -202,6 +204,17 @@ enum fl_err coord_engine_new(const struct coord_engine_env *env,
     rc = coord_devtab_new(0, &e->devs);
     if (rc != FL_OK)
         goto out;
+    const struct coord_xfer_cfg xcfg = {
+        .chunk_bytes = (uint32_t)cfg->chunk_bytes,
+        .window = cfg->chunk_window,
+        .max_inflight = cfg->max_inflight_chunks,
+        .upload_slots = cfg->upload_slots,
+        /* full, XOR and sparse bodies of a round and the one before */
+        .max_blobs = 2 * cfg->keep_versions + 4,
+    };
+    rc = coord_xfer_new(&xcfg, &e->xfer);
+    if (rc != FL_OK)
+        goto out;
     e->dctx = cmp_ctx_new();
     if (e->dctx == NULL)
         rc = FL_ERR_NOMEM;
@@ -223,6 +236,7 @@ void coord_engine_destroy(struct coord_engine **ep)
     coord_agg_destroy(&e->agg);
     coord_down_destroy(&e->down);
     coord_devtab_destroy(&e->devs);
+    coord_xfer_destroy(&e->xfer);
     cmp_ctx_destroy(&e->dctx);
     coord_guard_destroy(&e->guard);
     fl_free(e->cohort);
@@ -270,6 +284,8 @@ uint64_t coord_engine_next_deadline(const struct coord_engine *e)
 
 static void mark_gone(struct coord_engine *e, struct coord_device *d)
 {
+    coord_xfer_stop(e->xfer, d->index);
+    coord_xfer_up_drop(e->xfer, d->index);
     if (d->rstate == COORD_RS_TASKED) {
         d->rstate = COORD_RS_GONE;
         e->pending--;
@@ -406,8 +422,10 @@ static void send_welcome(struct coord_engine *e, struct coord_device *d)
     env.welcome.dimension = e->dim;
     env.welcome.layout = e->layout_pb;
     env.welcome.nlayout = e->layout->ntensors;
-    env.welcome.heartbeat_ms = HEARTBEAT_MS;
+    env.welcome.heartbeat_ms = e->cfg->heartbeat_ms;
     env.welcome.current_round = e->round;
+    env.welcome.chunk_bytes = (uint32_t)e->cfg->chunk_bytes;
+    env.welcome.chunk_window = e->cfg->chunk_window;
     send_env(e, d, NULL, 0, &env);
 }
 
@@ -522,6 +540,76 @@ static void advance_broadcast(struct coord_engine *e)
            "sent (%s), residual norm %.4g", (unsigned long long)v, st.k,
            e->dim, cmp_value_coding_name(e->cfg->down_values),
            st.residual_norm);
+}
+
+static void count_down(struct coord_engine *e, struct coord_device *d,
+                       size_t len)
+{
+    e->row.down_wire_bytes += len;
+    coord_metrics_add_down(e->metrics, len, 0);
+    d->down_bytes += len;
+    d->total_down_bytes += len;
+}
+
+/* One shared frame to d; without send_shared, a copy through send. */
+static enum fl_err send_frame(struct coord_engine *e, struct coord_device *d,
+                              const struct coord_frame *f)
+{
+    const size_t len = coord_frame_len(f);
+    if (d->rid_len == 0)
+        return FL_ERR_UNKNOWN_DEVICE;
+    if (e->io.send_shared != NULL) {
+        /* the transport takes its own reference: the bytes are not
+         * changed, only the count */
+        union {
+            const struct coord_frame *c;
+            struct coord_frame *m;
+        } u = {.c = f};
+        return e->io.send_shared(e->io.ctx, d->rid, d->rid_len, u.m);
+    }
+    uint8_t *buf = fl_malloc(len);
+    if (buf == NULL)
+        return FL_ERR_NOMEM;
+    memcpy(buf, coord_frame_data(f), len);
+    return e->io.send(e->io.ctx, d->rid, d->rid_len, buf, len);
+}
+
+/* Send every chunk the transfer scheduler allows now. */
+static void pump(struct coord_engine *e)
+{
+    const struct coord_frame *f;
+    uint32_t dev = 0;
+    while ((f = coord_xfer_next(e->xfer, &dev)) != NULL) {
+        struct coord_device *d = coord_devtab_at(e->devs, dev);
+        const enum fl_err rc = d != NULL ? send_frame(e, d, f)
+                                         : FL_ERR_UNKNOWN_DEVICE;
+        if (rc == FL_OK) {
+            count_down(e, d, coord_frame_len(f));
+            continue;
+        }
+        e->send_failures++;
+        coord_xfer_stop(e->xfer, dev);
+        if (d == NULL)
+            continue;
+        fl_log(FL_LOG_NOTICE, "cannot send a model chunk to worker '%s': %s",
+               d->id, fl_strerror(rc));
+        mark_gone(e, d);
+        if (rc == FL_ERR_UNKNOWN_DEVICE)
+            coord_devtab_unbind(e->devs, d);
+    }
+}
+
+static void send_credit(struct coord_engine *e, struct coord_device *d,
+                        uint64_t transfer, uint32_t received, bool cancel)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_CREDIT;
+    env.credit.transfer = transfer;
+    env.credit.received = received;
+    env.credit.cancel = cancel;
+    send_env(e, d, NULL, 0, &env);
 }
 
 static bool version_known(const struct coord_engine *e, uint64_t v)
@@ -654,10 +742,43 @@ static void send_task(struct coord_engine *e, struct coord_device *d,
     fill_task_cfg(e, codec, t);
     t->last_update = d->last_status != 0 ? d->last_status : PB_UPDATE_NONE;
     t->last_update_round = d->last_round;
+    /* a large body goes as shared chunks (docs/protocol.md "Transfers") */
+    uint64_t transfer = 0;
+    uint32_t chunks = 0;
+    coord_xfer_stop(e->xfer, d->index);
+    if (p->len > FL_MIN(e->cfg->inline_bytes, e->cfg->chunk_bytes)) {
+        const struct coord_blob_key key = {(uint32_t)p->kind, (uint32_t)codec,
+                                           p->version, p->base_version};
+        rc = coord_xfer_blob(e->xfer, &key, p->data, p->len, &transfer,
+                             &chunks);
+        if (rc != FL_OK) {
+            fl_log(FL_LOG_ERR, "cannot cut the model into chunks for worker "
+                   "'%s': %s", d->id, fl_strerror(rc));
+            mark_gone(e, d);
+            return;
+        }
+        struct pb_tensor *body = p->kind == COORD_DOWN_SPARSE
+                                     ? &t->model_delta
+                                     : &t->model;
+        body->payload = NULL;
+        body->payload_len = 0;
+        body->payload_transfer = transfer;
+        body->payload_bytes = p->len;
+    }
     rc = send_env(e, d, NULL, 0, &env);
     if (rc != FL_OK) {
         mark_gone(e, d); /* also when packing failed */
         return;
+    }
+    if (transfer != 0) {
+        rc = coord_xfer_start(e->xfer, d->index, transfer);
+        if (rc != FL_OK) {
+            fl_log(FL_LOG_ERR, "cannot start the model transfer to worker "
+                   "'%s': %s", d->id, fl_strerror(rc));
+            mark_gone(e, d);
+            return;
+        }
+        pump(e);
     }
     fl_log(FL_LOG_DEBUG, "task for round %llu sent to worker '%s' (%s, %zu "
            "bytes)", (unsigned long long)e->round, d->id,
@@ -962,9 +1083,32 @@ static void set_fate(struct coord_device *d, uint32_t status, uint64_t round)
     }
 }
 
+/* The attempt closes: downloads stop, and an upload not complete is
+ * dropped (cancelled; the device learns NOT_USED). */
+static void end_transfers(struct coord_engine *e)
+{
+    for (uint32_t i = 0; i < e->ncohort; i++) {
+        struct coord_device *d = e->cohort[i];
+        uint64_t transfer = 0;
+        coord_xfer_stop(e->xfer, d->index);
+        if (!coord_xfer_uploading(e->xfer, d->index, &transfer))
+            continue;
+        e->row.other_rx_bytes += coord_xfer_up_drop(e->xfer, d->index);
+        set_fate(d, PB_UPDATE_NOT_USED, e->round);
+        if (e->round > d->answered_round)
+            d->answered_round = e->round;
+        fl_log(FL_LOG_NOTICE, "upload of worker '%s' for round %llu not "
+               "complete when the round closed: dropped", d->id,
+               (unsigned long long)e->round);
+        if (d->rid_len > 0)
+            send_credit(e, d, transfer, 0, true);
+    }
+}
+
 /* The open attempt ends without changing the model. */
 static void abandon(struct coord_engine *e, uint64_t now_ns)
 {
+    end_transfers(e);
     coord_agg_discard(e->agg);
     coord_guard_discard(e->guard);
     for (uint32_t i = 0; i < e->ncohort; i++) {
@@ -1003,6 +1147,7 @@ static void checkpoint(struct coord_engine *e, uint64_t round,
 static void close_round(struct coord_engine *e, uint64_t now_ns)
 {
     uint32_t reported = 0;
+    end_transfers(e);
     for (uint32_t i = 0; i < e->ncohort; i++)
         reported += e->cohort[i]->rstate == COORD_RS_REPORTED;
     double need = ceil(e->cfg->quorum * (double)e->ncohort - 1e-9);
@@ -1212,6 +1357,8 @@ static bool admit(struct coord_engine *e, const char *id, const uint8_t *rid,
     return false;
 }
 
+static void grant_uploads(struct coord_engine *e);
+
 static void handle_hello(struct coord_engine *e, const uint8_t *rid,
                          size_t rid_len, const struct pb_hello *h,
                          uint64_t now_ns)
@@ -1272,6 +1419,9 @@ static void handle_hello(struct coord_engine *e, const uint8_t *rid,
             d->rstate = COORD_RS_TASKED;
             e->pending++;
         }
+        /* an upload it had begun is lost with its old connection */
+        coord_xfer_up_drop(e->xfer, d->index);
+        grant_uploads(e);
         send_task(e, d, now_ns);
     }
 }
@@ -1397,10 +1547,69 @@ static enum fl_err decode_and_add(struct coord_engine *e,
                            (double)u->n_samples, norm);
 }
 
+static void finish_update(struct coord_engine *e, struct coord_device *d,
+                          const struct pb_update *u, size_t len,
+                          enum fl_err rc, uint64_t now_ns);
+
+/* An announced (chunked) update: the checks that need no payload, and the
+ * announced size against what a valid payload can be. */
+static enum fl_err check_announce(struct coord_engine *e,
+                                  const struct pb_update *u)
+{
+    const struct pb_tensor *t = &u->delta;
+    if (t->dimension != e->dim) {
+        snprintf(e->why, sizeof(e->why), "dimension %llu, the model has %zu",
+                 (unsigned long long)t->dimension, e->dim);
+        return FL_ERR_DIMENSION;
+    }
+    if (t->k == 0 || t->k > e->max_k) {
+        snprintf(e->why, sizeof(e->why), "k %llu is not in [1, %llu]",
+                 (unsigned long long)t->k, (unsigned long long)e->max_k);
+        return FL_ERR_K_RANGE;
+    }
+    /* a codec may grow incompressible data a little */
+    const uint64_t raw = raw_bound(e->dim, e->max_k);
+    const uint64_t max = FL_MIN((uint64_t)e->cfg->max_message,
+                                raw + raw / 64 + 4096);
+    if (t->payload_bytes > max) {
+        snprintf(e->why, sizeof(e->why), "announced payload of %llu bytes "
+                 "is over %llu", (unsigned long long)t->payload_bytes,
+                 (unsigned long long)max);
+        return FL_ERR_TOO_LARGE;
+    }
+    return FL_OK;
+}
+
+/* Give free upload slots to waiting uploads: Credit{transfer, 0}. */
+static void grant_uploads(struct coord_engine *e)
+{
+    uint32_t dev = 0;
+    uint64_t transfer = 0;
+    bool failed = false;
+    while (coord_xfer_up_grant(e->xfer, &dev, &transfer, &failed)) {
+        struct coord_device *d = coord_devtab_at(e->devs, dev);
+        if (d == NULL)
+            continue;
+        if (failed) {
+            fl_log(FL_LOG_ERR, "no memory for the upload of worker '%s'",
+                   d->id);
+            if (d->rstate == COORD_RS_TASKED) {
+                e->pending--;
+                d->rstate = COORD_RS_REJECTED;
+                d->n_rejected++;
+                set_fate(d, PB_UPDATE_NOT_USED, e->round);
+            }
+            send_credit(e, d, transfer, 0, true);
+            continue;
+        }
+        send_credit(e, d, transfer, 0, false);
+    }
+}
+
 static void handle_update(struct coord_engine *e, struct coord_device *d,
                           const uint8_t *rid, size_t rid_len,
                           const struct pb_update *u, size_t len,
-                          uint64_t now_ns)
+                          struct pb_msg **msgp, uint64_t now_ns)
 {
     enum fl_err rc;
     if (d == NULL) {
@@ -1413,11 +1622,53 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
         return;
     }
     rc = check_update(e, d, u);
+    if (rc == FL_OK && u->delta.payload_transfer != 0) {
+        uint64_t busy = 0;
+        rc = check_announce(e, u);
+        if (rc == FL_OK && coord_xfer_uploading(e->xfer, d->index, &busy)) {
+            snprintf(e->why, sizeof(e->why), "an upload (transfer %llu) is "
+                     "already in progress", (unsigned long long)busy);
+            rc = FL_ERR_DUPLICATE;
+        }
+        if (rc == FL_OK) {
+            const uint64_t transfer = u->delta.payload_transfer;
+            rc = coord_xfer_up_announce(e->xfer, d->index, *msgp, len,
+                                        transfer, u->delta.payload_bytes);
+            *msgp = NULL;   /* kept (or freed) by the transfer */
+            if (rc == FL_OK) {
+                fl_log(FL_LOG_DEBUG, "worker '%s' announced an update of "
+                       "%llu bytes for round %llu", d->id,
+                       (unsigned long long)u->delta.payload_bytes,
+                       (unsigned long long)e->round);
+                grant_uploads(e);
+                return;
+            }
+            /* u pointed into the freed message: report without it */
+            fl_log(FL_LOG_ERR, "cannot queue the upload of worker '%s': %s",
+                   d->id, fl_strerror(rc));
+            if (d->rstate == COORD_RS_TASKED) {
+                e->pending--;
+                d->rstate = COORD_RS_REJECTED;
+                set_fate(d, PB_UPDATE_NOT_USED, e->round);
+            }
+            send_reject(e, d, NULL, 0, rc, true, e->round);
+            return;
+        }
+    }
     if (rc == FL_OK) {
         const uint64_t t0 = fl_now_ns();
         rc = decode_and_add(e, u);
         e->agg_ns += fl_now_ns() - t0;
     }
+    finish_update(e, d, u, len, rc, now_ns);
+}
+
+/* Count and answer an update whose checks gave rc (FL_OK: it is in the
+ * accumulator). len is its wire size (announcement and chunks). */
+static void finish_update(struct coord_engine *e, struct coord_device *d,
+                          const struct pb_update *u, size_t len,
+                          enum fl_err rc, uint64_t now_ns)
+{
     if (rc != FL_ERR_STALE_ROUND && u->round > d->answered_round)
         d->answered_round = u->round;
     coord_metrics_on_update(e->metrics, rc, len, (uint64_t)e->dim * 4);
@@ -1476,6 +1727,104 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
     reject_update(e, d, NULL, 0, u->round, rc);
 }
 
+/* A Credit for one of our downloads. */
+static void handle_credit(struct coord_engine *e, struct coord_device *d,
+                          const struct pb_credit *c, size_t len)
+{
+    bool done = false;
+    e->row.other_rx_bytes += len;
+    if (d == NULL)
+        return;
+    const enum fl_err rc = coord_xfer_credit(e->xfer, d->index, c->transfer,
+                                             c->received, c->cancel, &done);
+    if (rc == FL_ERR_NOT_FOUND) {
+        /* a credit for a transfer that has ended (replaced by a newer
+         * Task, or its round closed): harmless */
+        fl_log(FL_LOG_DEBUG, "credit from worker '%s' for transfer %llu, "
+               "which is not open", d->id, (unsigned long long)c->transfer);
+    } else if (rc != FL_OK) {
+        fl_log(FL_LOG_NOTICE, "worker '%s' sent credit %u for transfer "
+               "%llu, out of range: the transfer is stopped", d->id,
+               c->received, (unsigned long long)c->transfer);
+        send_reject(e, d, NULL, 0, FL_ERR_TRANSFER, false, 0);
+        mark_gone(e, d);
+    } else if (c->cancel) {
+        fl_log(FL_LOG_NOTICE, "worker '%s' cancelled the model transfer "
+               "%llu", d->id, (unsigned long long)c->transfer);
+    } else if (done) {
+        fl_log(FL_LOG_DEBUG, "model transfer %llu to worker '%s' complete",
+               (unsigned long long)c->transfer, d->id);
+    }
+    pump(e);
+}
+
+/* A Chunk of an upload. The complete payload goes through the same checks
+ * and accumulator as an inline update. */
+static void handle_chunk(struct coord_engine *e, struct coord_device *d,
+                         const uint8_t *rid, size_t rid_len,
+                         const struct pb_chunk *c, size_t len,
+                         uint64_t now_ns)
+{
+    bool complete = false;
+    uint32_t received = 0;
+    if (d == NULL) {
+        e->row.other_rx_bytes += len;
+        send_reject(e, NULL, rid, rid_len, FL_ERR_UNKNOWN_DEVICE, false, 0);
+        return;
+    }
+    enum fl_err rc = coord_xfer_up_chunk(e->xfer, d->index, c, len,
+                                         &received, &complete);
+    if (rc != FL_OK) {
+        e->row.other_rx_bytes += len;
+        fl_log(FL_LOG_NOTICE, "chunk %u/%u of transfer %llu from worker '%s' "
+               "does not belong to an upload in progress: refused", c->seq,
+               c->total, (unsigned long long)c->transfer, d->id);
+        coord_metrics_on_update(e->metrics, FL_ERR_TRANSFER, len, 0);
+        /* a broken upload is the device's update for the round */
+        if (e->state == ST_OPEN && d->rstate == COORD_RS_TASKED) {
+            e->pending--;
+            d->rstate = COORD_RS_REJECTED;
+            d->n_rejected++;
+            set_fate(d, PB_UPDATE_NOT_USED, e->round);
+            if (e->round > d->answered_round)
+                d->answered_round = e->round;
+        }
+        send_reject(e, d, NULL, 0, FL_ERR_TRANSFER, e->state == ST_OPEN,
+                    e->round);
+        grant_uploads(e);
+        return;
+    }
+    send_credit(e, d, c->transfer, received, false);
+    if (!complete)
+        return;
+    struct pb_msg *msg = NULL;
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    uint64_t wire = 0;
+    rc = coord_xfer_up_take(e->xfer, d->index, &msg, &payload, &plen, &wire);
+    if (rc == FL_OK) {
+        const struct pb_envelope *env = pb_msg_envelope(msg);
+        struct pb_update u = env->update;
+        u.delta.payload = payload;
+        u.delta.payload_len = plen;
+        u.delta.payload_transfer = 0;
+        u.delta.payload_bytes = 0;
+        rc = check_update(e, d, &u);
+        if (rc == FL_OK) {
+            const uint64_t t0 = fl_now_ns();
+            rc = decode_and_add(e, &u);
+            e->agg_ns += fl_now_ns() - t0;
+        }
+        finish_update(e, d, &u, (size_t)wire, rc, now_ns);
+    } else {
+        fl_log(FL_LOG_ERR, "cannot take the upload of worker '%s': %s",
+               d->id, fl_strerror(rc));
+    }
+    fl_free(payload);
+    pb_msg_destroy(&msg);
+    grant_uploads(e);
+}
+
 static void handle_bye(struct coord_engine *e, struct coord_device *d)
 {
     if (d == NULL)
@@ -1488,7 +1837,7 @@ static void handle_bye(struct coord_engine *e, struct coord_device *d)
 static void dispatch(struct coord_engine *e, struct coord_device *d,
                      const uint8_t *rid, size_t rid_len,
                      const struct pb_envelope *env, size_t len,
-                     uint64_t now_ns)
+                     struct pb_msg **msgp, uint64_t now_ns)
 {
     switch (env->body) {
     case PB_BODY_HELLO:
@@ -1496,7 +1845,13 @@ static void dispatch(struct coord_engine *e, struct coord_device *d,
         handle_hello(e, rid, rid_len, &env->hello, now_ns);
         return;
     case PB_BODY_UPDATE:
-        handle_update(e, d, rid, rid_len, &env->update, len, now_ns);
+        handle_update(e, d, rid, rid_len, &env->update, len, msgp, now_ns);
+        return;
+    case PB_BODY_CREDIT:
+        handle_credit(e, d, &env->credit, len);
+        return;
+    case PB_BODY_CHUNK:
+        handle_chunk(e, d, rid, rid_len, &env->chunk, len, now_ns);
         return;
     case PB_BODY_BYE:
         e->row.other_rx_bytes += len;
@@ -1621,7 +1976,7 @@ void coord_engine_on_message(struct coord_engine *e, const uint8_t *rid,
     if (e->state == ST_END)
         after_end(e, d, rid, rid_len, env, len);
     else
-        dispatch(e, d, rid, rid_len, env, len, now_ns);
+        dispatch(e, d, rid, rid_len, env, len, &msg, now_ns);
     pb_msg_destroy(&msg);
 }
 

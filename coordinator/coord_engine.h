@@ -62,6 +62,8 @@ enum coord_status {
     COORD_FAILED = 5             /* runtime error (e.g. report write) */
 };
 
+struct coord_frame;
+
 struct coord_io {
     void *ctx;
     /* Send one frame to a routing id. Takes ownership of buf (from
@@ -72,6 +74,12 @@ struct coord_io {
      * routing id. The transport logs errno details. */
     enum fl_err (*send)(void *ctx, const uint8_t *rid, size_t rid_len,
                         uint8_t *buf, size_t len);
+    /* Send a shared frame (a chunk of a model body, coord_xfer.h): the
+     * transport takes its own reference (coord_frame_ref()) for as long as
+     * it needs the bytes and leaves the caller's alone. Same return values
+     * as send. NULL: the engine copies the frame and uses send. */
+    enum fl_err (*send_shared)(void *ctx, const uint8_t *rid,
+                               size_t rid_len, struct coord_frame *frame);
     /* Evaluate params (dim floats); NULL: no evaluation (accuracy empty). */
     enum fl_err (*evaluate)(void *ctx, const float *params, size_t dim,
                             double *acc, double *loss);

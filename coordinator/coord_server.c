@@ -1,11 +1,13 @@
 #include "coordinator/coord_server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -18,6 +20,7 @@
 #include "coordinator/coord_ckpt.h"
 #include "coordinator/coord_ratelim.h"
 #include "coordinator/coord_report.h"
+#include "coordinator/coord_xfer.h"
 #include "coordinator/coord_zap.h"
 #include "model/mdl_data.h"
 #include "model/mdl_trainer.h"
@@ -374,13 +377,39 @@ static void deliver(struct server *s, zmq_msg_t *rid, zmq_msg_t *body,
                                  fl_now_ns());
 }
 
+/* One descriptor per device: take the hard limit of open files as the
+ * soft one (a shell's 1024 would stop the coordinator near 1,000 devices;
+ * docs/scale.md). */
+static void raise_nofile(uint32_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        const rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            fl_log(FL_LOG_DEBUG, "open-file limit raised from %llu to %llu",
+                   (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want + 100)
+        fl_log(FL_LOG_WARN, "the open-file limit is %llu: fewer than the "
+               "%u devices --max-devices-connected allows can connect "
+               "(raise LimitNOFILE / ulimit -n)",
+               (unsigned long long)rl.rlim_cur, want);
+}
+
 static enum fl_err open_socket(struct server *s)
 {
     size_t len = sizeof(s->endpoint);
-    const int64_t maxmsg = (int64_t)s->cfg->max_message;
+    const int64_t maxmsg = (int64_t)coord_config_frame_limit(s->cfg);
+    const int hb = (int)s->cfg->heartbeat_ms;
+    raise_nofile(s->cfg->max_devices_connected);
     s->zctx = zmq_ctx_new();
     if (s->zctx == NULL)
         return zmq_fail("cannot create the zeromq context");
+    if (zmq_ctx_set(s->zctx, ZMQ_IO_THREADS, (int)s->cfg->io_threads) != 0)
+        return zmq_fail("cannot set ZMQ_IO_THREADS");
     s->sock = zmq_socket(s->zctx, ZMQ_ROUTER);
     if (s->sock == NULL)
         return zmq_fail("cannot create the router socket");
@@ -388,12 +417,20 @@ static enum fl_err open_socket(struct server *s)
                            "cannot set ZMQ_ROUTER_MANDATORY"));
     FL_FORWARD_ERR(set_int(s->sock, ZMQ_LINGER, 1000,
                            "cannot set ZMQ_LINGER"));
-    FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_IVL, 2000,
-                           "cannot set ZMQ_HEARTBEAT_IVL"));
-    FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_TTL, 10000,
-                           "cannot set ZMQ_HEARTBEAT_TTL"));
-    FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_TIMEOUT, 10000,
-                           "cannot set ZMQ_HEARTBEAT_TIMEOUT"));
+    /* --heartbeat-ms 0: no ZMTP heartbeats (docs/scale.md: at thousands
+     * of connections per I/O thread their timers cost O(N^2)) */
+    if (hb > 0) {
+        const int tmo = hb > INT_MAX / 5 ? INT_MAX : hb * 5;
+        FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_IVL, hb,
+                               "cannot set ZMQ_HEARTBEAT_IVL"));
+        FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_TTL,
+                               FL_MIN(tmo, 6553500),
+                               "cannot set ZMQ_HEARTBEAT_TTL"));
+        FL_FORWARD_ERR(set_int(s->sock, ZMQ_HEARTBEAT_TIMEOUT, tmo,
+                               "cannot set ZMQ_HEARTBEAT_TIMEOUT"));
+    }
+    FL_FORWARD_ERR(set_int(s->sock, ZMQ_BACKLOG, (int)s->cfg->backlog,
+                           "cannot set ZMQ_BACKLOG"));
     FL_FORWARD_ERR(set_int(s->sock, ZMQ_HANDSHAKE_IVL, 5000,
                            "cannot set ZMQ_HANDSHAKE_IVL"));
     if (zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg,
@@ -612,6 +649,44 @@ static enum fl_err send_cb(void *ctx, const uint8_t *rid, size_t rid_len,
     return FL_OK;
 }
 
+static void unref_frame(void *data, void *hint)
+{
+    (void)data;
+    coord_frame_unref(hint);
+}
+
+/* A shared frame: ZeroMQ holds a reference until it has sent the bytes
+ * (zmq_msg_init_data, no copy); the caller keeps its own. */
+static enum fl_err send_shared_cb(void *ctx, const uint8_t *rid,
+                                  size_t rid_len, struct coord_frame *f)
+{
+    struct server *s = ctx;
+    zmq_msg_t msg;
+    union {
+        const uint8_t *c;
+        uint8_t *m;
+    } data = {.c = coord_frame_data(f)};
+    coord_frame_ref(f);
+    if (zmq_msg_init_data(&msg, data.m, coord_frame_len(f), unref_frame,
+                          f) != 0) {
+        coord_frame_unref(f);
+        return FL_ERR_NOMEM;
+    }
+    if (zmq_send(s->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&msg, s->sock, ZMQ_DONTWAIT) < 0) {
+        const int err = errno;
+        zmq_msg_close(&msg);   /* drops our reference */
+        fl_log(FL_LOG_NOTICE, "send of a %zu-byte chunk failed: %s",
+               coord_frame_len(f), zmq_strerror(err));
+        if (err == EHOSTUNREACH)
+            return FL_ERR_UNKNOWN_DEVICE;
+        if (err == EAGAIN)
+            return FL_ERR_TIMEOUT;
+        return FL_ERR_ZMQ;
+    }
+    return FL_OK;
+}
+
 /* Receive one message. 1 when one was handled, 0 when none is waiting,
  * -1 on a socket error. */
 static int recv_one(struct server *s)
@@ -796,7 +871,8 @@ enum fl_err coord_server_run(const struct coord_config *cfg,
         .cfg = cfg,
         .layout = mdl_trainer_layout(s.trainer),
         .init = s.init,
-        .io = {.ctx = &s, .send = send_cb, .evaluate = evaluate_cb,
+        .io = {.ctx = &s, .send = send_cb, .send_shared = send_shared_cb,
+               .evaluate = evaluate_cb,
                .checkpoint = cfg->state_dir != NULL ? checkpoint_cb : NULL},
         .report = s.report,
         .progress = stderr,

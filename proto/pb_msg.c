@@ -76,6 +76,10 @@ const char *pb_body_name(enum pb_body body)
         return "reject";
     case PB_BODY_BYE:
         return "bye";
+    case PB_BODY_CHUNK:
+        return "chunk";
+    case PB_BODY_CREDIT:
+        return "credit";
     default:
         return "unknown";
     }
@@ -93,6 +97,8 @@ struct pb_wire {
         Fedcomp__Update update;
         Fedcomp__Reject reject;
         Fedcomp__Bye bye;
+        Fedcomp__Chunk chunk;
+        Fedcomp__Credit credit;
     } body;
     Fedcomp__DenseTensor dense;
     Fedcomp__SparseTensor sparse;
@@ -197,6 +203,10 @@ static enum fl_err welcome_to_wire(struct pb_wire *w,
     o->heartbeat_ms = h->heartbeat_ms;
     o->has_current_round = h->current_round != 0;
     o->current_round = h->current_round;
+    o->has_chunk_bytes = h->chunk_bytes != 0;
+    o->chunk_bytes = h->chunk_bytes;
+    o->has_chunk_window = h->chunk_window != 0;
+    o->chunk_window = h->chunk_window;
     w->env.welcome = o;
     return FL_OK;
 }
@@ -212,6 +222,10 @@ static enum fl_err dense_to_wire(Fedcomp__DenseTensor *o,
     o->checksum = t->checksum;
     o->has_base_version = t->has_base_version;
     o->base_version = t->base_version;
+    o->has_payload_transfer = t->payload_transfer != 0;
+    o->payload_transfer = t->payload_transfer;
+    o->has_payload_bytes = t->payload_transfer != 0;
+    o->payload_bytes = t->payload_bytes;
     return wire_bytes(t->payload, t->payload_len, &o->payload);
 }
 
@@ -226,6 +240,10 @@ static enum fl_err sparse_to_wire(Fedcomp__SparseTensor *o,
     o->codec = (Fedcomp__Codec)t->codec;
     o->raw_size = t->raw_size;
     o->checksum = t->checksum;
+    o->has_payload_transfer = t->payload_transfer != 0;
+    o->payload_transfer = t->payload_transfer;
+    o->has_payload_bytes = t->payload_transfer != 0;
+    o->payload_bytes = t->payload_bytes;
     return wire_bytes(t->payload, t->payload_len, &o->payload);
 }
 
@@ -353,6 +371,32 @@ static enum fl_err bye_to_wire(struct pb_wire *w, const struct pb_bye *b)
     return wire_string(b->reason, false, &o->reason);
 }
 
+static enum fl_err chunk_to_wire(struct pb_wire *w, const struct pb_chunk *c)
+{
+    Fedcomp__Chunk *o = &w->body.chunk;
+
+    fedcomp__chunk__init(o);
+    o->transfer = c->transfer;
+    o->seq = c->seq;
+    o->total = c->total;
+    w->env.chunk = o;
+    return wire_bytes(c->data, c->len, &o->data);
+}
+
+static enum fl_err credit_to_wire(struct pb_wire *w,
+                                  const struct pb_credit *c)
+{
+    Fedcomp__Credit *o = &w->body.credit;
+
+    fedcomp__credit__init(o);
+    o->transfer = c->transfer;
+    o->received = c->received;
+    o->has_cancel = c->cancel;
+    o->cancel = c->cancel;
+    w->env.credit = o;
+    return FL_OK;
+}
+
 static enum fl_err envelope_to_wire(struct pb_wire *w,
                                     const struct pb_envelope *env)
 {
@@ -374,6 +418,10 @@ static enum fl_err envelope_to_wire(struct pb_wire *w,
         return reject_to_wire(w, &env->reject);
     case PB_BODY_BYE:
         return bye_to_wire(w, &env->bye);
+    case PB_BODY_CHUNK:
+        return chunk_to_wire(w, &env->chunk);
+    case PB_BODY_CREDIT:
+        return credit_to_wire(w, &env->credit);
     case PB_BODY_NONE:
     default:
         return FL_ERR_INVALID_ARG;
@@ -588,10 +636,35 @@ static enum fl_err welcome_from_wire(struct pb_msg *m,
     h->nlayout = o->n_layout;
     h->heartbeat_ms = o->heartbeat_ms;
     h->current_round = o->current_round;
+    h->chunk_bytes = o->chunk_bytes;
+    h->chunk_window = o->chunk_window;
     return FL_OK;
 }
 
-static void dense_from_wire(struct pb_tensor *t, const Fedcomp__DenseTensor *o)
+/* A payload is inline or chunked, never both (docs/protocol.md). */
+static enum fl_err transfer_from_wire(struct pb_tensor *t, bool has_transfer,
+                                      uint64_t transfer, bool has_bytes,
+                                      uint64_t bytes, char *errbuf,
+                                      size_t errlen)
+{
+    t->payload_transfer = has_transfer ? transfer : 0;
+    t->payload_bytes = has_bytes ? bytes : 0;
+    if (!has_transfer && !has_bytes)
+        return FL_OK;
+    if (!has_transfer || transfer == 0 || !has_bytes || bytes == 0 ||
+        t->payload_len != 0) {
+        pb_set_err(errbuf, errlen, "tensor payload_transfer/payload_bytes "
+                   "inconsistent (transfer %llu, %llu bytes, %zu inline)",
+                   (unsigned long long)transfer, (unsigned long long)bytes,
+                   t->payload_len);
+        return FL_ERR_FORMAT;
+    }
+    return FL_OK;
+}
+
+static enum fl_err dense_from_wire(struct pb_tensor *t,
+                                   const Fedcomp__DenseTensor *o,
+                                   char *errbuf, size_t errlen)
 {
     t->dimension = o->dimension;
     t->k = o->dimension;
@@ -604,10 +677,14 @@ static void dense_from_wire(struct pb_tensor *t, const Fedcomp__DenseTensor *o)
     t->payload_len = o->payload.len;
     t->has_base_version = o->has_base_version;
     t->base_version = o->base_version;
+    return transfer_from_wire(t, o->has_payload_transfer, o->payload_transfer,
+                              o->has_payload_bytes, o->payload_bytes, errbuf,
+                              errlen);
 }
 
-static void sparse_from_wire(struct pb_tensor *t,
-                             const Fedcomp__SparseTensor *o)
+static enum fl_err sparse_from_wire(struct pb_tensor *t,
+                                    const Fedcomp__SparseTensor *o,
+                                    char *errbuf, size_t errlen)
 {
     t->dimension = o->dimension;
     t->k = o->k;
@@ -620,6 +697,9 @@ static void sparse_from_wire(struct pb_tensor *t,
     t->payload_len = o->payload.len;
     t->has_base_version = false;
     t->base_version = 0;
+    return transfer_from_wire(t, o->has_payload_transfer, o->payload_transfer,
+                              o->has_payload_bytes, o->payload_bytes, errbuf,
+                              errlen);
 }
 
 static void train_from_wire(struct pb_train_cfg *c,
@@ -658,7 +738,9 @@ static enum fl_err task_from_wire(struct pb_task *t, const Fedcomp__Task *o,
     t->round = o->round;
     t->epoch = o->epoch;
     t->model_version = o->model_version;
-    dense_from_wire(&t->model, o->model);
+    enum fl_err rc = dense_from_wire(&t->model, o->model, errbuf, errlen);
+    if (rc)
+        return rc;
     train_from_wire(&t->train, o->train);
     compress_from_wire(&t->compress, o->compress);
     t->timeout_ms = o->timeout_ms;
@@ -669,7 +751,10 @@ static enum fl_err task_from_wire(struct pb_task *t, const Fedcomp__Task *o,
     if (o->model_delta != NULL) {
         if (!o->has_model_delta_base)
             return missing("task model_delta_base", errbuf, errlen);
-        sparse_from_wire(&t->model_delta, o->model_delta);
+        rc = sparse_from_wire(&t->model_delta, o->model_delta, errbuf,
+                              errlen);
+        if (rc)
+            return rc;
         t->model_delta_base = o->model_delta_base;
     }
     return FL_OK;
@@ -694,7 +779,10 @@ static enum fl_err update_from_wire(struct pb_update *u,
         return missing("update delta", errbuf, errlen);
     u->round = o->round;
     u->n_samples = o->n_samples;
-    sparse_from_wire(&u->delta, o->delta);
+    const enum fl_err rc = sparse_from_wire(&u->delta, o->delta, errbuf,
+                                            errlen);
+    if (rc)
+        return rc;
     if (o->stats != NULL)
         stats_from_wire(&u->stats, o->stats);
     u->has_used = o->used != NULL;
@@ -731,6 +819,22 @@ static enum fl_err bye_from_wire(struct pb_bye *b, const Fedcomp__Bye *o,
     return FL_OK;
 }
 
+static void chunk_from_wire(struct pb_chunk *c, const Fedcomp__Chunk *o)
+{
+    c->transfer = o->transfer;
+    c->seq = o->seq;
+    c->total = o->total;
+    c->data = o->data.data;
+    c->len = o->data.len;
+}
+
+static void credit_from_wire(struct pb_credit *c, const Fedcomp__Credit *o)
+{
+    c->transfer = o->transfer;
+    c->received = o->received;
+    c->cancel = o->has_cancel && o->cancel;
+}
+
 /* The envelope parsed and speaks our version: fill m->env from it. */
 static enum fl_err envelope_from_wire(struct pb_msg *m, char *errbuf,
                                       size_t errlen)
@@ -757,6 +861,12 @@ static enum fl_err envelope_from_wire(struct pb_msg *m, char *errbuf,
         return reject_from_wire(&env->reject, o->reject, errbuf, errlen);
     case FEDCOMP__ENVELOPE__BODY_BYE:
         return bye_from_wire(&env->bye, o->bye, errbuf, errlen);
+    case FEDCOMP__ENVELOPE__BODY_CHUNK:
+        chunk_from_wire(&env->chunk, o->chunk);
+        return FL_OK;
+    case FEDCOMP__ENVELOPE__BODY_CREDIT:
+        credit_from_wire(&env->credit, o->credit);
+        return FL_OK;
     case FEDCOMP__ENVELOPE__BODY__NOT_SET:
     case _FEDCOMP__ENVELOPE__BODY__CASE_IS_INT_SIZE:
     default:
@@ -850,6 +960,11 @@ out:
     return rc;
 }
 
+const struct pb_envelope *pb_msg_envelope(const struct pb_msg *msg)
+{
+    return &msg->env;
+}
+
 void pb_msg_destroy(struct pb_msg **msgp)
 {
     struct pb_msg *m;
@@ -909,6 +1024,9 @@ static const char *tensor_diff(const struct pb_tensor *a,
     PB_DIFF(payload_differs(a, b), PB_TNAME("payload"));
     PB_DIFF(dense && a->has_base_version != b->has_base_version,
             PB_TNAME("has_base_version"));
+    PB_DIFF(a->payload_transfer != b->payload_transfer,
+            PB_TNAME("payload_transfer"));
+    PB_DIFF(a->payload_bytes != b->payload_bytes, PB_TNAME("payload_bytes"));
     PB_DIFF(dense && a->has_base_version &&
             a->base_version != b->base_version, PB_TNAME("base_version"));
     return NULL;
@@ -954,6 +1072,8 @@ static const char *welcome_diff(const struct pb_welcome *a,
     }
     PB_DIFF(a->heartbeat_ms != b->heartbeat_ms, "welcome.heartbeat_ms");
     PB_DIFF(a->current_round != b->current_round, "welcome.current_round");
+    PB_DIFF(a->chunk_bytes != b->chunk_bytes, "welcome.chunk_bytes");
+    PB_DIFF(a->chunk_window != b->chunk_window, "welcome.chunk_window");
     return NULL;
 }
 
@@ -1071,6 +1191,20 @@ const char *pb_envelope_diff(const struct pb_envelope *a,
         PB_DIFF(a->bye.last_update != b->bye.last_update, "bye.last_update");
         PB_DIFF(a->bye.last_update_round != b->bye.last_update_round,
                 "bye.last_update_round");
+        return NULL;
+    case PB_BODY_CHUNK:
+        PB_DIFF(a->chunk.transfer != b->chunk.transfer, "chunk.transfer");
+        PB_DIFF(a->chunk.seq != b->chunk.seq, "chunk.seq");
+        PB_DIFF(a->chunk.total != b->chunk.total, "chunk.total");
+        PB_DIFF(a->chunk.len != b->chunk.len ||
+                (a->chunk.len > 0 &&
+                 memcmp(a->chunk.data, b->chunk.data, a->chunk.len) != 0),
+                "chunk.data");
+        return NULL;
+    case PB_BODY_CREDIT:
+        PB_DIFF(a->credit.transfer != b->credit.transfer, "credit.transfer");
+        PB_DIFF(a->credit.received != b->credit.received, "credit.received");
+        PB_DIFF(a->credit.cancel != b->credit.cancel, "credit.cancel");
         return NULL;
     case PB_BODY_NONE:
     default:

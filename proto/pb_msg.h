@@ -44,7 +44,9 @@ enum pb_body {
     PB_BODY_TASK = 12,
     PB_BODY_UPDATE = 13,
     PB_BODY_REJECT = 14,
-    PB_BODY_BYE = 15
+    PB_BODY_BYE = 15,
+    PB_BODY_CHUNK = 16,
+    PB_BODY_CREDIT = 17
 };
 
 /* Values of pb_task.last_update (proto UpdateStatus). */
@@ -70,6 +72,13 @@ struct pb_tensor {
     size_t payload_len;
     bool has_base_version;    /* dense only */
     uint64_t base_version;
+    /* Chunked transfer (docs/protocol.md "Transfers"): payload_transfer
+     * != 0 means payload is empty and its payload_bytes bytes come as Chunk
+     * messages. Unpack refuses payload_transfer with a non-empty payload or
+     * payload_bytes == 0, and payload_bytes without payload_transfer
+     * (FL_ERR_FORMAT). */
+    uint64_t payload_transfer;
+    uint64_t payload_bytes;
 };
 
 struct pb_layout_entry {
@@ -98,6 +107,8 @@ struct pb_welcome {
     size_t nlayout;
     uint32_t heartbeat_ms;
     uint64_t current_round;
+    uint32_t chunk_bytes;     /* 0 = absent (no chunked transfers) */
+    uint32_t chunk_window;
 };
 
 struct pb_train_cfg {
@@ -173,6 +184,21 @@ struct pb_bye {
     uint64_t last_update_round;
 };
 
+/* A piece of a transfer. data points into the message. */
+struct pb_chunk {
+    uint64_t transfer;
+    uint32_t seq;
+    uint32_t total;
+    const uint8_t *data;
+    size_t len;
+};
+
+struct pb_credit {
+    uint64_t transfer;
+    uint32_t received;
+    bool cancel;
+};
+
 struct pb_envelope {
     uint32_t version;
     enum pb_body body;
@@ -183,6 +209,8 @@ struct pb_envelope {
         struct pb_update update;
         struct pb_reject reject;
         struct pb_bye bye;
+        struct pb_chunk chunk;
+        struct pb_credit credit;
     };
 };
 
@@ -216,6 +244,10 @@ enum fl_err pb_unpack(const uint8_t *buf, size_t len,
                       char *errbuf, size_t errlen);
 
 void pb_msg_destroy(struct pb_msg **msgp);
+
+/* The envelope a message holds (the one pb_unpack() returned), for a
+ * receiver that keeps the message past the call. */
+const struct pb_envelope *pb_msg_envelope(const struct pb_msg *msg);
 
 /* Name of a body type for logs ("hello", "task", ...). */
 const char *pb_body_name(enum pb_body body);

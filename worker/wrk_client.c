@@ -13,16 +13,26 @@
  * arrives twice restores nothing twice. A Task for a later round that names
  * another round (or NONE) means the coordinator closed our round without
  * the update: it was not used.
+ *
+ * Chunked transfers (docs/protocol.md "Transfers", wrk_xfer.h): with the
+ * Welcome's geometry, a Task whose model comes in chunks is kept (its
+ * pb_msg) while the chunks are reassembled (struct pb_xfer_rx), then goes
+ * on exactly as an inline Task, its timeout counted from the last chunk.
+ * An Update payload over chunk_bytes is announced and sent in chunks as
+ * the coordinator's Credits allow (struct wrk_xfer_tx). The payload of
+ * the pending update is borrowed from the update state's encoder: it stays
+ * valid until the next encode, and the upload never outlives it (do_round
+ * and free_model end it first).
  */
 #include "worker/wrk_client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,10 +46,13 @@
 #include "model/mdl_file.h"
 #include "model/mdl_trainer.h"
 #include "proto/pb_msg.h"
+#include "proto/pb_xfer.h"
 #include "worker/wrk_data.h"
 #include "worker/wrk_model.h"
 #include "worker/wrk_state.h"
+#include "worker/wrk_stats.h"
 #include "worker/wrk_update.h"
+#include "worker/wrk_xfer.h"
 
 #define HELLO_BACKOFF_MIN_MS 1000u
 #define HELLO_BACKOFF_MAX_MS 8000u
@@ -54,8 +67,38 @@
 #define DEFAULT_BATCH 32u
 #define DEFAULT_MC_MOMENTUM 0.9f
 #define NS_PER_MS 1000000ull
+/* a Chunk frame is its data plus a few varints */
+#define CHUNK_FRAME_SLACK 64u
 
 static volatile sig_atomic_t stop_requested;
+
+/* Everything measured while making one update. */
+struct round_work {
+    uint64_t t0_ns;               /* the Task (its last chunk) arrived */
+    uint64_t load_ns;
+    uint64_t train_ns;
+    uint64_t encode_ns;
+    struct mdl_train_result tr;
+    struct wrk_settings s;
+    struct wrk_encoded enc;
+};
+
+/* The update being sent (or last sent), for a chunked upload and a
+ * re-sent Task: rw.enc.payload is borrowed from the update state. */
+struct sending {
+    bool valid;                   /* rw describes the pending update */
+    bool chunked;
+    bool again;                   /* a re-send: logged as such, no row */
+    uint64_t round;
+    uint64_t max_update_bytes;    /* the Task's, echoed in Update.used */
+    uint32_t timeout_ms;          /* the Task's */
+    uint64_t deadline_ns;         /* give a chunked upload up; 0 = none */
+    struct round_work rw;
+    uint64_t t0_ns;               /* first byte handed to ZeroMQ */
+    uint64_t bytes;               /* frames handed over */
+    uint32_t chunks;
+    bool cost_open;               /* the round's cost not reported yet */
+};
 
 struct wrk_client {
     const struct wrk_config *cfg;
@@ -93,21 +136,34 @@ struct wrk_client {
     float mc_noted;               /* momentum factor last logged */
     bool done;
     int exit_code;
+    uint64_t send_start_ns;       /* set by send_env before zmq_send */
+    /* chunked transfers: geometry from the Welcome, 0 = none */
+    uint32_t chunk_bytes;
+    uint32_t chunk_window;
+    struct pb_xfer_rx rx;         /* downlink: the model of rx_task */
+    struct pb_msg *rx_msg;        /* owns rx_task while chunks come */
+    const struct pb_task *rx_task;
+    uint64_t rx_start_ns;
+    uint64_t rx_cancelled;        /* last transfer we cancelled */
+    struct wrk_xfer_tx tx;        /* uplink of the pending update */
+    uint64_t tx_ids;              /* transfer id counter */
+    struct sending snd;
+    FILE *stats;                  /* --stats-csv */
 };
 
 void wrk_client_request_stop(void) { stop_requested = 1; }
+
+static void drop_download(struct wrk_client *c);
+static void end_upload(struct wrk_client *c, bool restore, const char *why);
 
 static uint64_t ms_since(uint64_t t0_ns)
 {
     return (fl_now_ns() - t0_ns) / NS_PER_MS;
 }
 
-static uint64_t peak_rss_kb(void)
+static uint32_t ns_to_ms32(uint64_t ns)
 {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return (uint64_t)ru.ru_maxrss;
+    return (uint32_t)FL_MIN(ns / NS_PER_MS, (uint64_t)UINT32_MAX);
 }
 
 /* Seed mixing: a value that differs per shard for the same base seed. */
@@ -146,6 +202,7 @@ static enum fl_err send_env(struct wrk_client *c,
     rc = pb_pack(env, c->buf, c->bufcap, &len);
     if (rc != FL_OK)
         return rc;
+    c->send_start_ns = fl_now_ns();
     for (;;) {
         const int n = zmq_send(c->sock, c->buf, len, flags);
         if (n >= 0) {
@@ -221,6 +278,67 @@ static void say_bye(struct wrk_client *c, const char *reason)
     env.bye.reason = reason;
     if (send_env(c, &env, ZMQ_DONTWAIT, &sent) == FL_OK)
         fl_log(FL_LOG_DEBUG, "sent bye (%zu bytes)", sent);
+}
+
+/* Send a frame packed by pb_xfer (taking it: freed here or by ZeroMQ once
+ * sent, without a copy). *sent gets its size. */
+static void free_frame(void *data, void *hint)
+{
+    (void)hint;
+    fl_free(data);
+}
+
+static enum fl_err send_frame(struct wrk_client *c, uint8_t *buf, size_t len,
+                              const char *what, size_t *sent)
+{
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, buf, len, free_frame, NULL) != 0) {
+        fl_free(buf);
+        return FL_ERR_NOMEM;
+    }
+    for (;;) {
+        if (zmq_msg_send(&m, c->sock, 0) >= 0) {
+            *sent = len;
+            return FL_OK;
+        }
+        if (errno == EINTR && !stop_requested)
+            continue;
+        const int e = errno;
+        zmq_msg_close(&m);
+        if (e == EAGAIN || e == EINTR)
+            return FL_ERR_TIMEOUT;
+        fl_log(FL_LOG_WARN, "cannot send %s to '%s': %s", what,
+               c->cfg->connect, zmq_strerror(e));
+        return FL_ERR_ZMQ;
+    }
+}
+
+/* Credit{transfer, received, cancel} for a downlink transfer. */
+static enum fl_err send_credit(struct wrk_client *c, uint64_t transfer,
+                               uint32_t received, bool cancel)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0, sent = 0;
+    enum fl_err rc = pb_xfer_pack_credit(transfer, received, cancel, &buf,
+                                         &len);
+    if (rc == FL_OK)
+        rc = send_frame(c, buf, len, "credit", &sent);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_WARN, "cannot send a credit for transfer %016" PRIx64
+               ": %s", transfer, fl_strerror(rc));
+    return rc;
+}
+
+/* Tell the coordinator to stop sending `transfer` (once per transfer). */
+static void cancel_transfer(struct wrk_client *c, uint64_t transfer)
+{
+    if (transfer == 0 || transfer == c->rx_cancelled)
+        return;
+    c->rx_cancelled = transfer;
+    const uint32_t received =
+        c->rx.transfer == transfer ? c->rx.received : 0;
+    if (send_credit(c, transfer, received, true) == FL_OK)
+        fl_log(FL_LOG_DEBUG, "cancelled transfer %016" PRIx64, transfer);
 }
 
 /* ------------------------------------------------------ persistent state */
@@ -313,6 +431,9 @@ static void apply_fate(struct wrk_client *c, uint32_t status, uint64_t round,
 
 static void free_model(struct wrk_client *c)
 {
+    /* the upload borrows its payload from the update state */
+    wrk_xfer_tx_reset(&c->tx);
+    c->snd.valid = false;
     mdl_trainer_destroy(&c->trainer);
     wrk_update_destroy(&c->upd);
     fl_free(c->model.w);
@@ -443,6 +564,33 @@ static enum fl_err build_model(struct wrk_client *c,
     return FL_OK;
 }
 
+/* The chunk geometry of the Welcome (none: every payload inline). */
+static void take_geometry(struct wrk_client *c, const struct pb_welcome *w)
+{
+    uint32_t bytes = 0, window = 0;
+    if (w->chunk_bytes != 0 || w->chunk_window != 0) {
+        if (pb_xfer_geometry_ok(w->chunk_bytes, w->chunk_window)) {
+            bytes = w->chunk_bytes;
+            window = w->chunk_window;
+        } else {
+            fl_log(FL_LOG_WARN, "the coordinator's chunks (%u bytes, window "
+                   "%u) are out of range: no chunked transfers",
+                   w->chunk_bytes, w->chunk_window);
+        }
+    }
+    if (bytes == c->chunk_bytes && window == c->chunk_window)
+        return;
+    if (bytes != 0 && (uint64_t)bytes + CHUNK_FRAME_SLACK > c->cfg->max_message)
+        fl_log(FL_LOG_WARN, "the coordinator's chunks of %u bytes do not fit "
+               "--max-message %zu: its chunked models would be dropped",
+               bytes, c->cfg->max_message);
+    if (bytes != 0)
+        fl_log(FL_LOG_INFO, "chunked transfers: chunks of %u bytes, window "
+               "%u", bytes, window);
+    c->chunk_bytes = bytes;
+    c->chunk_window = window;
+}
+
 static void on_welcome(struct wrk_client *c, const struct pb_welcome *w)
 {
     char err[256] = "";
@@ -453,11 +601,14 @@ static void on_welcome(struct wrk_client *c, const struct pb_welcome *w)
                w->epoch);
         return;
     }
+    take_geometry(c, w);
     if (restarted) {
         fl_log(FL_LOG_NOTICE,
                "coordinator restarted (epoch %016" PRIx64 " -> %016" PRIx64
                ")",
                c->epoch, w->epoch);
+        drop_download(c);
+        end_upload(c, false, " (the coordinator restarted)");
         settle_after_restart(c, w->current_round);
         c->model.have = false;
     }
@@ -616,16 +767,37 @@ static void test_hold(const struct wrk_client *c, uint64_t round)
     }
 }
 
-/* Everything measured while making one update. */
-struct round_work {
-    uint64_t t0_ns;
-    uint32_t load_ms;
-    uint32_t train_ms;
-    uint32_t encode_ms;
-    struct mdl_train_result tr;
-    struct wrk_settings s;
-    struct wrk_encoded enc;
-};
+/* ------------------------------------------------------- cost per round */
+
+/* The round's cost is complete once its update is handed over, or its
+ * sending ended otherwise: one log line, one --stats-csv row. */
+static void report_cost(struct wrk_client *c, uint64_t end_ns)
+{
+    struct sending *sd = &c->snd;
+    struct wrk_round_cost cost;
+    char line[256];
+    if (!sd->cost_open)
+        return;
+    sd->cost_open = false;
+    memset(&cost, 0, sizeof(cost));
+    cost.round = sd->round;
+    cost.load_ns = sd->rw.load_ns;
+    cost.train_ns = sd->rw.train_ns;
+    cost.encode_ns = sd->rw.encode_ns;
+    cost.send_ns = end_ns > sd->t0_ns ? end_ns - sd->t0_ns : 0;
+    cost.update_bytes = sd->bytes;
+    cost.chunks = sd->chunks;
+    cost.peak_rss_kb = wrk_stats_peak_rss_kb();
+    wrk_stats_format(&cost, line, sizeof(line));
+    fl_log(FL_LOG_INFO, "round %" PRIu64 " cost: %s", sd->round, line);
+    if (c->stats != NULL && wrk_stats_write(c->stats, &cost) != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot write to '%s': %s: no more rows",
+               c->cfg->stats_csv, strerror(errno));
+        wrk_stats_close(&c->stats);
+    }
+}
+
+/* ----------------------------------------------------------------- update */
 
 /* Keep the frame just sent (still in c->buf) so that a Task re-sent for
  * the same round (a retry attempt, or an update the coordinator dropped
@@ -668,51 +840,247 @@ static bool resend_last_update(struct wrk_client *c, uint64_t round)
     }
 }
 
-static void send_update(struct wrk_client *c, const struct pb_task *t,
-                        const struct round_work *rw)
+/* The Update of c->snd. transfer != 0 makes it an announcement: no
+ * payload, its size and the transfer id instead. */
+static void update_env(const struct wrk_client *c, uint64_t transfer,
+                       struct pb_envelope *env)
 {
-    struct pb_envelope env;
-    size_t sent = 0;
-
-    memset(&env, 0, sizeof(env));
-    env.version = PB_PROTOCOL_VERSION;
-    env.body = PB_BODY_UPDATE;
-    env.update.round = t->round;
-    env.update.n_samples = c->dinfo.shard_n;
+    const struct sending *sd = &c->snd;
+    const struct round_work *rw = &sd->rw;
+    memset(env, 0, sizeof(*env));
+    env->version = PB_PROTOCOL_VERSION;
+    env->body = PB_BODY_UPDATE;
+    env->update.round = sd->round;
+    env->update.n_samples = c->dinfo.shard_n;
     wrk_pb_from_meta(&rw->enc.meta, rw->enc.payload, rw->enc.payload_len,
-                     &env.update.delta);
-    env.update.stats.loss = (float)rw->tr.loss;
-    env.update.stats.train_ms = rw->train_ms;
-    env.update.stats.encode_ms = rw->encode_ms;
-    env.update.stats.load_ms = rw->load_ms;
-    env.update.stats.peak_rss_kb = peak_rss_kb();
-    env.update.stats.steps = rw->tr.steps;
-    env.update.has_used = true;
-    settings_to_pb(&rw->s, &env.update.used);
-    env.update.used.max_update_bytes = t->compress.max_update_bytes;
+                     &env->update.delta);
+    if (transfer != 0) {
+        env->update.delta.payload = NULL;
+        env->update.delta.payload_len = 0;
+        env->update.delta.payload_transfer = transfer;
+        env->update.delta.payload_bytes = rw->enc.payload_len;
+    }
+    env->update.stats.loss = (float)rw->tr.loss;
+    env->update.stats.train_ms = ns_to_ms32(rw->train_ns);
+    env->update.stats.encode_ms = ns_to_ms32(rw->encode_ns);
+    env->update.stats.load_ms = ns_to_ms32(rw->load_ns);
+    env->update.stats.peak_rss_kb = wrk_stats_peak_rss_kb();
+    env->update.stats.steps = rw->tr.steps;
+    env->update.has_used = true;
+    settings_to_pb(&rw->s, &env->update.used);
+    env->update.used.max_update_bytes = sd->max_update_bytes;
+}
 
-    const enum fl_err rc = send_env(c, &env, 0, &sent);
-    if (rc != FL_OK) {
-        fl_log(FL_LOG_WARN, "cannot send the update of round %" PRIu64 ": %s",
-               t->round, fl_strerror(rc));
-        resolve(c, t->round, false, " (never sent)");
+/* "sent update round R: B bytes (...)": B is every frame handed to
+ * ZeroMQ for the update (the Update, and its chunks), the bytes the
+ * coordinator's report counts for it. */
+static void log_sent(const struct wrk_client *c)
+{
+    const struct sending *sd = &c->snd;
+    const struct round_work *rw = &sd->rw;
+    char chunks[48] = "";
+    if (sd->chunked)
+        snprintf(chunks, sizeof(chunks), " in %u chunks", sd->chunks);
+    if (sd->again) {
+        fl_log(FL_LOG_INFO, "sent update round %" PRIu64 " again: %" PRIu64
+               " bytes (task re-sent, payload%s)", sd->round, sd->bytes,
+               chunks);
         return;
     }
-    keep_last_update(c, t->round, sent);
-    const uint64_t took = ms_since(rw->t0_ns);
     fl_log(FL_LOG_INFO,
-           "sent update round %" PRIu64 ": %zu bytes (k=%zu of %zu, %s, %s, "
-           "payload %zu, loss %.4f, %u steps, train %u ms, encode %u ms%s)",
-           t->round, sent, rw->enc.k, c->model.dim,
+           "sent update round %" PRIu64 ": %" PRIu64 " bytes (k=%zu of %zu, "
+           "%s, %s, payload %zu%s, loss %.4f, %u steps, train %u ms, encode "
+           "%u ms%s)",
+           sd->round, sd->bytes, rw->enc.k, c->model.dim,
            cmp_value_coding_name(rw->s.params.values),
-           cmp_codec_name(rw->s.params.codec), rw->enc.payload_len,
-           rw->tr.loss, rw->tr.steps, rw->train_ms, rw->encode_ms,
-           rw->enc.clipped ? ", clipped" : "");
-    if (t->timeout_ms != 0 && took > t->timeout_ms)
+           cmp_codec_name(rw->s.params.codec), rw->enc.payload_len, chunks,
+           rw->tr.loss, rw->tr.steps, ns_to_ms32(rw->train_ns),
+           ns_to_ms32(rw->encode_ns), rw->enc.clipped ? ", clipped" : "");
+    const uint64_t took = ms_since(rw->t0_ns);
+    if (sd->timeout_ms != 0 && took > sd->timeout_ms)
         fl_log(FL_LOG_NOTICE,
                "round %" PRIu64 " took %" PRIu64 " ms, over the %u ms "
                "allowed",
-               t->round, took, t->timeout_ms);
+               sd->round, took, sd->timeout_ms);
+}
+
+/* The update in one Update frame. */
+static void send_inline(struct wrk_client *c)
+{
+    struct sending *sd = &c->snd;
+    struct pb_envelope env;
+    size_t sent = 0;
+    update_env(c, 0, &env);
+    const enum fl_err rc = send_env(c, &env, 0, &sent);
+    const uint64_t end = fl_now_ns();
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot send the update of round %" PRIu64 ": %s",
+               sd->round, fl_strerror(rc));
+        sd->valid = false;
+        sd->cost_open = false;
+        resolve(c, sd->round, false, " (never sent)");
+        return;
+    }
+    keep_last_update(c, sd->round, sent);
+    sd->t0_ns = c->send_start_ns;
+    sd->bytes = sent;
+    log_sent(c);
+    report_cost(c, end);
+}
+
+/* Stop the upload in progress. With `restore` the coordinator has not got
+ * the whole payload and will not (a send failed, the deadline passed): the
+ * update was not used and goes back into the residual. Otherwise (Credit
+ * cancel, Reject, a Task of another round, a restart) its fate comes as
+ * usual, from Reject, Task or Bye. */
+static void end_upload(struct wrk_client *c, bool restore, const char *why)
+{
+    if (!wrk_xfer_tx_active(&c->tx))
+        return;
+    const uint64_t round = c->tx.round;
+    fl_log(FL_LOG_NOTICE, "upload of the update of round %" PRIu64 " "
+           "stopped after %u of %u chunks%s", round, c->tx.next, c->tx.total,
+           why);
+    wrk_xfer_tx_reset(&c->tx);
+    report_cost(c, fl_now_ns());
+    if (restore) {
+        c->snd.valid = false;
+        resolve(c, round, false, why);
+    }
+}
+
+/* Hand over every chunk the coordinator's credit allows; the upload is
+ * complete when the last one is. */
+static void pump_upload(struct wrk_client *c)
+{
+    struct sending *sd = &c->snd;
+    uint32_t seq = 0;
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    while (wrk_xfer_tx_next(&c->tx, &seq, &data, &len)) {
+        uint8_t *buf = NULL;
+        size_t blen = 0, sent = 0;
+        enum fl_err rc = pb_xfer_pack_chunk(c->tx.transfer, seq, c->tx.total,
+                                            data, len, &buf, &blen);
+        if (rc == FL_OK)
+            rc = send_frame(c, buf, blen, "a chunk", &sent);
+        if (rc != FL_OK) {
+            fl_log(FL_LOG_WARN, "cannot send chunk %u of the update of round "
+                   "%" PRIu64 ": %s", seq, sd->round, fl_strerror(rc));
+            end_upload(c, true, " (a chunk could not be sent)");
+            return;
+        }
+        wrk_xfer_tx_sent(&c->tx);
+        sd->bytes += sent;
+        sd->chunks++;
+    }
+    if (wrk_xfer_tx_complete(&c->tx)) {
+        const uint64_t end = fl_now_ns();
+        wrk_xfer_tx_reset(&c->tx);
+        log_sent(c);
+        report_cost(c, end);
+    }
+}
+
+/* Announce the update under a fresh transfer id; the chunks follow the
+ * coordinator's first Credit (on_credit). Also the answer to a re-sent
+ * Task: the whole upload starts over. */
+static void start_upload(struct wrk_client *c)
+{
+    struct sending *sd = &c->snd;
+    struct pb_envelope env;
+    size_t sent = 0;
+    const uint64_t id = wrk_xfer_id_next(&c->tx_ids);
+    enum fl_err rc = wrk_xfer_tx_begin(
+        &c->tx, id, sd->round, sd->rw.enc.payload, sd->rw.enc.payload_len,
+        c->chunk_bytes, c->chunk_window, sd->deadline_ns);
+    if (rc == FL_OK) {
+        update_env(c, id, &env);
+        rc = send_env(c, &env, 0, &sent);
+    }
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot announce the update of round %" PRIu64
+               ": %s", sd->round, fl_strerror(rc));
+        wrk_xfer_tx_reset(&c->tx);
+        sd->valid = false;
+        sd->cost_open = false;
+        resolve(c, sd->round, false, " (never sent)");
+        return;
+    }
+    if (!sd->again)
+        sd->t0_ns = c->send_start_ns;
+    sd->bytes = sent;
+    sd->chunks = 0;
+    c->last_update_len = 0; /* a re-send starts over (resend_update) */
+    fl_log(FL_LOG_INFO, "announced update round %" PRIu64 ": payload %zu "
+           "bytes in %u chunks of %u (transfer %016" PRIx64 "), waiting for "
+           "credit", sd->round, sd->rw.enc.payload_len, c->tx.total,
+           c->chunk_bytes, id);
+}
+
+/* Answer a re-sent Task of the round whose update is pending with that
+ * update; false when the worker no longer has it (restarted since). */
+static bool resend_update(struct wrk_client *c, const struct pb_task *t,
+                          uint64_t t0_ns)
+{
+    struct sending *sd = &c->snd;
+    if (!(sd->valid && sd->chunked && sd->round == t->round))
+        return resend_last_update(c, t->round);
+    sd->again = true;
+    sd->timeout_ms = t->timeout_ms;
+    sd->deadline_ns =
+        t->timeout_ms != 0 ? t0_ns + (uint64_t)t->timeout_ms * NS_PER_MS : 0;
+    start_upload(c);
+    return true;
+}
+
+static void on_credit(struct wrk_client *c, const struct pb_credit *cr)
+{
+    const uint64_t round = c->tx.round;
+    const uint32_t sent = c->tx.next;
+    switch (wrk_xfer_tx_credit(&c->tx, cr)) {
+    case WRK_CREDIT_OK:
+        pump_upload(c);
+        break;
+    case WRK_CREDIT_CANCEL:
+        fl_log(FL_LOG_NOTICE, "the coordinator cancelled the upload of the "
+               "update of round %" PRIu64 " after %u chunks: its fate comes "
+               "with the next task", round, sent);
+        report_cost(c, fl_now_ns());
+        break;
+    case WRK_CREDIT_BAD:
+        fl_log(FL_LOG_WARN, "credit for transfer %016" PRIx64 " counts %u "
+               "chunks received, only %u were sent: ignored", cr->transfer,
+               cr->received, sent);
+        break;
+    case WRK_CREDIT_OTHER:
+        fl_log(FL_LOG_DEBUG, "credit for transfer %016" PRIx64 " (%u%s), "
+               "which is not being sent: ignored", cr->transfer,
+               cr->received, cr->cancel ? ", cancel" : "");
+        break;
+    }
+}
+
+/* The update is encoded and saved: send it, inline or in chunks. */
+static void send_update(struct wrk_client *c, const struct pb_task *t,
+                        const struct round_work *rw)
+{
+    struct sending *sd = &c->snd;
+    memset(sd, 0, sizeof(*sd));
+    sd->valid = true;
+    sd->round = t->round;
+    sd->max_update_bytes = t->compress.max_update_bytes;
+    sd->timeout_ms = t->timeout_ms;
+    sd->deadline_ns = t->timeout_ms != 0
+                          ? rw->t0_ns + (uint64_t)t->timeout_ms * NS_PER_MS
+                          : 0;
+    sd->rw = *rw;
+    sd->cost_open = true;
+    sd->chunked = wrk_xfer_chunked(rw->enc.payload_len, c->chunk_bytes);
+    if (sd->chunked)
+        start_upload(c);
+    else
+        send_inline(c);
 }
 
 /* The Task's max_update_bytes caps the whole Update frame (the bytes the
@@ -777,15 +1145,20 @@ static void do_round(struct wrk_client *c, const struct pb_task *t,
     t1 = fl_now_ns();
     rc = mdl_trainer_train(c->trainer, c->model.w, c->data, &tc, c->u,
                            &rw->tr);
-    rw->train_ms = (uint32_t)ms_since(t1);
+    rw->train_ns = fl_now_ns() - t1;
     if (rc != FL_OK) {
         fl_log(FL_LOG_WARN, "training for round %" PRIu64 " failed: %s",
                t->round, fl_strerror(rc));
         return;
     }
+    /* The encode replaces the payload an upload borrows: none may be left
+     * (on_task ended any of another round). */
+    assert(!wrk_xfer_tx_active(&c->tx));
+    wrk_xfer_tx_reset(&c->tx);
+    c->snd.valid = false;
     t1 = fl_now_ns();
     rc = wrk_update_encode(c->upd, t->round, c->u, &rw->s, &rw->enc);
-    rw->encode_ms = (uint32_t)ms_since(t1);
+    rw->encode_ns = fl_now_ns() - t1;
     if (rc != FL_OK) {
         fl_log(FL_LOG_WARN, "cannot encode the update of round %" PRIu64
                ": %s", t->round, fl_strerror(rc));
@@ -803,55 +1176,14 @@ static void do_round(struct wrk_client *c, const struct pb_task *t,
     send_update(c, t, rw);
 }
 
-static void on_task(struct wrk_client *c, const struct pb_task *t)
+/* The Task's model is here (inline, or reassembled from its chunks at
+ * t0_ns): apply it, then train and send. */
+static void task_with_model(struct wrk_client *c, const struct pb_task *t,
+                            uint64_t t0_ns)
 {
     struct round_work rw;
-    uint64_t pr = 0;
-
     memset(&rw, 0, sizeof(rw));
-    rw.t0_ns = fl_now_ns();
-    fl_log(FL_LOG_INFO,
-           "task received: round %" PRIu64 " (model version %" PRIu64
-           "%s, timeout %u ms)",
-           t->round, t->model_version,
-           t->has_model_delta           ? ", sparse delta"
-           : t->model.has_base_version ? ", delta"
-                                       : "",
-           t->timeout_ms);
-    if (c->cfg->has_test_exit && c->cfg->test_exit_round == t->round) {
-        fl_log(FL_LOG_WARN, "test: crashing at round %" PRIu64, t->round);
-        _exit(1);
-    }
-    if (!c->have_epoch || c->trainer == NULL) {
-        fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " before any "
-               "welcome: saying hello", t->round);
-        hello_again(c);
-        return;
-    }
-    if (t->epoch != c->epoch) {
-        fl_log(FL_LOG_NOTICE,
-               "task of round %" PRIu64 " from coordinator epoch %016" PRIx64
-               ", joined %016" PRIx64 ": saying hello again",
-               t->round, t->epoch, c->epoch);
-        hello_again(c);
-        return;
-    }
-    apply_fate(c, t->last_update, t->last_update_round, t->round);
-    if (wrk_update_pending(c->upd, &pr) && pr == t->round &&
-        resend_last_update(c, pr))
-        return;
-    if (wrk_update_pending(c->upd, &pr) && pr >= t->round) {
-        /* The coordinator re-sends a Task to a cohort member that says
-         * Hello before it has reported (after a reconnect). Our update of
-         * that round was sent: it either arrives (used) or was lost with
-         * the old connection (the next verdict says not used and it is
-         * restored). Training again would only make a duplicate. */
-        fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " again, but the "
-               "update of round %" PRIu64 " was already sent: ignored",
-               t->round, pr);
-        return;
-    }
-
+    rw.t0_ns = t0_ns;
     const uint64_t t1 = fl_now_ns();
     /* a lossy downlink sends a sparse delta; `model` is then a placeholder */
     const enum fl_err rc =
@@ -860,7 +1192,7 @@ static void on_task(struct wrk_client *c, const struct pb_task *t)
                                     t->model_delta_base, t->model_version)
             : wrk_model_apply(c->mctx, &c->model, &t->model,
                               t->model_version);
-    rw.load_ms = (uint32_t)ms_since(t1);
+    rw.load_ns = fl_now_ns() - t1;
     if (rc == FL_ERR_NOT_FOUND) {
         fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " is a delta from "
                "model version %" PRIu64 ", which this device does not hold: "
@@ -880,6 +1212,192 @@ static void on_task(struct wrk_client *c, const struct pb_task *t)
     do_round(c, t, &rw);
 }
 
+/* --------------------------------------------------------------- download */
+
+/* Forget the download in progress (and the Task it belongs to). */
+static void drop_download(struct wrk_client *c)
+{
+    pb_xfer_rx_reset(&c->rx);
+    pb_msg_destroy(&c->rx_msg);
+    c->rx_task = NULL;
+}
+
+/* A Task whose model comes in chunks: keep the Task (taking *msgp) and get
+ * ready for the chunks. The buffer is bounded by what a valid encoding of
+ * the model can be (wrk_xfer_max_payload). A Task the worker cannot take
+ * is cancelled and asked for again with a Hello. */
+static void begin_download(struct wrk_client *c, struct pb_msg **msgp,
+                           const struct pb_task *t,
+                           const struct pb_tensor *mt)
+{
+    uint64_t max = 0;
+    enum fl_err rc = FL_ERR_BAD_STATE; /* no geometry in the Welcome */
+    if (c->chunk_bytes != 0)
+        rc = wrk_xfer_max_payload(c->model.dim, mt, !t->has_model_delta,
+                                  &max);
+    if (rc == FL_OK)
+        rc = pb_xfer_rx_begin(&c->rx, mt->payload_transfer, mt->payload_bytes,
+                              c->chunk_bytes, max);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "cannot take the model of round %" PRIu64 " in "
+               "chunks (transfer %016" PRIx64 ", %" PRIu64 " bytes, at most "
+               "%" PRIu64 "): %s: asking for the task again", t->round,
+               mt->payload_transfer, mt->payload_bytes, max,
+               fl_strerror(rc));
+        cancel_transfer(c, mt->payload_transfer);
+        hello_again(c);
+        return;
+    }
+    c->rx_msg = *msgp;
+    *msgp = NULL;
+    c->rx_task = t;
+    c->rx_start_ns = fl_now_ns();
+    if (c->rx_cancelled == mt->payload_transfer)
+        c->rx_cancelled = 0;
+    fl_log(FL_LOG_DEBUG, "receiving the model of round %" PRIu64 ": %" PRIu64
+           " bytes in %u chunks (transfer %016" PRIx64 ")", t->round,
+           mt->payload_bytes, c->rx.total, mt->payload_transfer);
+}
+
+/* Every chunk is in: the Task goes on as an inline one, from now. */
+static void finish_download(struct wrk_client *c)
+{
+    struct pb_task t = *c->rx_task;
+    struct pb_tensor *mt = t.has_model_delta ? &t.model_delta : &t.model;
+    struct pb_msg *msg = c->rx_msg;
+    const uint32_t chunks = c->rx.total;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    c->rx_msg = NULL;
+    c->rx_task = NULL;
+    if (pb_xfer_rx_take(&c->rx, &buf, &len) != FL_OK) {
+        pb_msg_destroy(&msg); /* unreachable: called when complete */
+        return;
+    }
+    mt->payload = buf;
+    mt->payload_len = len;
+    mt->payload_transfer = 0;
+    mt->payload_bytes = 0;
+    fl_log(FL_LOG_INFO, "model of round %" PRIu64 " received: %zu bytes in "
+           "%u chunks in %" PRIu64 " ms", t.round, len, chunks,
+           ms_since(c->rx_start_ns));
+    task_with_model(c, &t, fl_now_ns());
+    fl_free(buf);
+    pb_msg_destroy(&msg);
+}
+
+/* A chunk: the next one of the download in progress gets a Credit; one of
+ * another transfer (left over from a replaced Task) is cancelled; a bad
+ * one ends the download, which is cancelled and asked for again. */
+static void on_chunk(struct wrk_client *c, const struct pb_chunk *ch)
+{
+    bool complete = false;
+    if (!pb_xfer_rx_active(&c->rx) || ch->transfer != c->rx.transfer) {
+        if (ch->transfer != c->rx_cancelled)
+            fl_log(FL_LOG_NOTICE, "chunk %u of transfer %016" PRIx64 ", "
+                   "which this device is not receiving: cancelling it",
+                   ch->seq, ch->transfer);
+        cancel_transfer(c, ch->transfer);
+        return;
+    }
+    const enum fl_err rc = pb_xfer_rx_add(&c->rx, ch, &complete);
+    if (rc != FL_OK) {
+        fl_log(FL_LOG_WARN, "bad chunk of the model of round %" PRIu64 " "
+               "(seq %u of %u, %zu bytes; expected seq %u of %u): %s: "
+               "dropping the transfer, asking for the task again",
+               c->rx_task->round, ch->seq, ch->total, ch->len,
+               c->rx.received, c->rx.total, fl_strerror(rc));
+        cancel_transfer(c, c->rx.transfer);
+        drop_download(c);
+        hello_again(c);
+        return;
+    }
+    /* before the (long) training, so that the coordinator can go on */
+    send_credit(c, c->rx.transfer, c->rx.received, false);
+    if (complete)
+        finish_download(c);
+}
+
+/* ------------------------------------------------------------------- task */
+
+static void on_task(struct wrk_client *c, struct pb_msg **msgp,
+                    const struct pb_task *t)
+{
+    const uint64_t t0 = fl_now_ns();
+    const struct pb_tensor *mt = t->has_model_delta ? &t->model_delta
+                                                    : &t->model;
+    const uint64_t xfer = mt->payload_transfer;
+    char chunked[64] = "";
+    uint64_t pr = 0;
+
+    if (xfer != 0)
+        snprintf(chunked, sizeof(chunked), ", model of %" PRIu64 " bytes "
+                 "in chunks", mt->payload_bytes);
+    fl_log(FL_LOG_INFO,
+           "task received: round %" PRIu64 " (model version %" PRIu64
+           "%s, timeout %u ms%s)",
+           t->round, t->model_version,
+           t->has_model_delta           ? ", sparse delta"
+           : t->model.has_base_version ? ", delta"
+                                       : "",
+           t->timeout_ms, chunked);
+    if (c->cfg->has_test_exit && c->cfg->test_exit_round == t->round) {
+        fl_log(FL_LOG_WARN, "test: crashing at round %" PRIu64, t->round);
+        _exit(1);
+    }
+    /* a new Task replaces a download in progress */
+    if (pb_xfer_rx_active(&c->rx))
+        fl_log(FL_LOG_NOTICE, "the model of round %" PRIu64 " was not "
+               "complete (%u of %u chunks): replaced by the new task",
+               c->rx_task->round, c->rx.received, c->rx.total);
+    drop_download(c);
+    if (!c->have_epoch || c->trainer == NULL) {
+        fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " before any "
+               "welcome: saying hello", t->round);
+        cancel_transfer(c, xfer);
+        hello_again(c);
+        return;
+    }
+    if (t->epoch != c->epoch) {
+        fl_log(FL_LOG_NOTICE,
+               "task of round %" PRIu64 " from coordinator epoch %016" PRIx64
+               ", joined %016" PRIx64 ": saying hello again",
+               t->round, t->epoch, c->epoch);
+        cancel_transfer(c, xfer);
+        hello_again(c);
+        return;
+    }
+    if (wrk_xfer_tx_active(&c->tx) && c->tx.round != t->round) {
+        char why[64];
+        snprintf(why, sizeof(why), " (a task of round %" PRIu64 " came)",
+                 t->round);
+        end_upload(c, false, why);
+    }
+    apply_fate(c, t->last_update, t->last_update_round, t->round);
+    if (wrk_update_pending(c->upd, &pr) && pr == t->round &&
+        resend_update(c, t, t0)) {
+        cancel_transfer(c, xfer); /* the model is not needed */
+        return;
+    }
+    if (wrk_update_pending(c->upd, &pr) && pr >= t->round) {
+        /* The coordinator re-sends a Task to a cohort member that says
+         * Hello before it has reported (after a reconnect). Our update of
+         * that round was sent: it either arrives (used) or was lost with
+         * the old connection (the next verdict says not used and it is
+         * restored). Training again would only make a duplicate. */
+        fl_log(FL_LOG_NOTICE, "task of round %" PRIu64 " again, but the "
+               "update of round %" PRIu64 " was already sent: ignored",
+               t->round, pr);
+        cancel_transfer(c, xfer);
+        return;
+    }
+    if (xfer != 0) {
+        begin_download(c, msgp, t, mt);
+        return;
+    }
+    task_with_model(c, t, t0);
+}
+
 /* ---------------------------------------------------------- reject / bye */
 
 static void on_reject(struct wrk_client *c, const struct pb_reject *r)
@@ -890,6 +1408,9 @@ static void on_reject(struct wrk_client *c, const struct pb_reject *r)
         snprintf(rnd, sizeof(rnd), " (round %" PRIu64 ")", r->round);
     fl_log(FL_LOG_NOTICE, "coordinator rejected a message%s: %s: %s", rnd,
            fl_err_name(code), r->reason != NULL ? r->reason : "");
+    if (r->has_round && wrk_xfer_tx_active(&c->tx) &&
+        c->tx.round == r->round)
+        end_upload(c, false, " (rejected)");
     if (r->has_round && c->upd != NULL)
         resolve(c, r->round, false, " (rejected)");
     if (code == FL_ERR_UNKNOWN_DEVICE) {
@@ -908,6 +1429,8 @@ static void on_reject(struct wrk_client *c, const struct pb_reject *r)
 static void on_bye(struct wrk_client *c, const struct pb_bye *b)
 {
     uint64_t pr = 0;
+    drop_download(c);
+    end_upload(c, false, " (the coordinator said bye)");
     if (c->upd != NULL) {
         apply_fate(c, b->last_update, b->last_update_round, 0);
         if (wrk_update_pending(c->upd, &pr))
@@ -945,7 +1468,13 @@ static void on_frame(struct wrk_client *c, const uint8_t *data, size_t len)
         on_welcome(c, &env->welcome);
         break;
     case PB_BODY_TASK:
-        on_task(c, &env->task);
+        on_task(c, &msg, &env->task); /* may keep msg (chunked model) */
+        break;
+    case PB_BODY_CHUNK:
+        on_chunk(c, &env->chunk);
+        break;
+    case PB_BODY_CREDIT:
+        on_credit(c, &env->credit);
         break;
     case PB_BODY_REJECT:
         on_reject(c, &env->reject);
@@ -1125,7 +1654,7 @@ static enum fl_err setup_curve(struct wrk_client *c)
 static enum fl_err open_socket(struct wrk_client *c)
 {
     char mon_ep[64];
-    const int linger = LINGER_MS, zero = 0, one = 1;
+    const int linger = LINGER_MS, zero = 0;
     const int ivl = 100, ivl_max = 5000, sndtimeo = SEND_TIMEOUT_MS;
     const int hb_ivl = HEARTBEAT_IVL_MS, hb_to = HEARTBEAT_TIMEOUT_MS;
     const int hb_ttl = HEARTBEAT_TTL_MS;
@@ -1149,7 +1678,6 @@ static enum fl_err open_socket(struct wrk_client *c)
             0 ||
         zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof(int)) !=
             0 ||
-        zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(int)) != 0 ||
         zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof(int)) != 0)
         return zmq_fail("cannot set socket options for", c->cfg->connect);
     snprintf(mon_ep, sizeof(mon_ep), "inproc://wrk-monitor-%ld",
@@ -1210,6 +1738,23 @@ enum fl_err wrk_client_new(const struct wrk_config *cfg,
     c->backoff_ms = HELLO_BACKOFF_MIN_MS;
     snprintf(c->state_path, sizeof(c->state_path), "%s/%s", cfg->state_dir,
              WRK_STATE_FILE);
+    /* the baseline of the memory a round costs (bench/worker_cost.sh) */
+    fl_log(FL_LOG_INFO, "memory at start: %" PRIu64 " KiB resident (before "
+           "loading data)", wrk_stats_rss_kb());
+    {
+        /* transfer ids: distinct from those of an earlier run */
+        struct fl_rng r;
+        fl_rng_seed(&r, fl_now_ns() ^ ((uint64_t)getpid() << 32));
+        c->tx_ids = fl_rng_next(&r);
+    }
+    if (cfg->stats_csv[0] != '\0') {
+        rc = wrk_stats_open(cfg->stats_csv, &c->stats);
+        if (rc != FL_OK) {
+            fl_log(FL_LOG_ERR, "cannot open '%s': %s", cfg->stats_csv,
+                   strerror(errno));
+            goto out;
+        }
+    }
     mdl_blas_single_thread();
     rc = load_data(c);
     if (rc != FL_OK)
@@ -1242,7 +1787,9 @@ void wrk_client_destroy(struct wrk_client **cp)
         while (zmq_ctx_term(c->zctx) != 0 && errno == EINTR)
             ;
     }
+    drop_download(c);
     free_model(c);
+    wrk_stats_close(&c->stats);
     cmp_ctx_destroy(&c->mctx);
     mdl_dataset_destroy(&c->data);
     fl_free(c->buf);
@@ -1334,6 +1881,11 @@ int wrk_client_run(struct wrk_client *c)
             drain_monitor(c);
         if (items[0].revents & ZMQ_POLLIN)
             drain_socket(c);
+        if (wrk_xfer_tx_expired(&c->tx, fl_now_ns()))
+            end_upload(c, true, c->tx.granted
+                                    ? " (not complete at the task's deadline)"
+                                    : " (no credit before the task's "
+                                      "deadline)");
     }
     save_held_model(c);
     return c->exit_code;

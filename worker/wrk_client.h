@@ -3,11 +3,15 @@
  * apply the model, train on the shard, send a compressed update; learn the
  * fate of each update and restore unused ones into the residual.
  *
- * One DEALER socket (docs/protocol.md): ZMQ_IMMEDIATE, so nothing queues
- * while disconnected; a socket monitor says Hello again as soon as a
+ * One DEALER socket (docs/protocol.md), without ZMQ_IMMEDIATE: with it
+ * libzmq drops the pipe at once when the connection goes, and a Bye that
+ * arrived just before the coordinator exited would be lost unread
+ * (docs/scale.md); a socket monitor says Hello again as soon as a
  * (re)connection completes its handshake; Hello is also repeated with
  * back-off (1 s doubling to 8 s) until a Welcome arrives. A Task or Welcome
  * with another epoch means the coordinator restarted: Hello again.
+ * Payloads over the Welcome's chunk size travel as chunked transfers both
+ * ways (docs/protocol.md "Transfers", worker/wrk_xfer.h).
  *
  * Single-threaded; one client per process (the stop flag is global so
  * that a signal handler can set it).

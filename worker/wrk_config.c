@@ -39,6 +39,7 @@ enum {
     OPT_CHECK_CONFIG,
     OPT_HELLO_TIMEOUT,
     OPT_MAX_MESSAGE,
+    OPT_STATS_CSV,
     OPT_TEST_DELAY,
     OPT_TEST_EXIT,
     OPT_HELP,
@@ -68,6 +69,7 @@ static const struct option long_opts[] = {
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"stats-csv", required_argument, NULL, OPT_STATS_CSV},
     {"test-delay-update", required_argument, NULL, OPT_TEST_DELAY},
     {"test-exit-at-round", required_argument, NULL, OPT_TEST_EXIT},
     {"help", no_argument, NULL, OPT_HELP},
@@ -134,6 +136,8 @@ void wrk_config_usage(FILE *f)
         "  --hello-timeout S     give up (exit 3) without a Welcome after S\n"
         "                        seconds (0 = wait forever)\n"
         "  --max-message BYTES   largest frame accepted (67108864)\n"
+        "  --stats-csv FILE      append one row per round: load, train,\n"
+        "                        encode and send times, bytes, peak RSS\n"
         "  --test-delay-update R:MS  hold round R's update for MS ms\n"
         "  --test-exit-at-round R    crash (_exit(1)) on round R's Task\n"
         "  --help, --version\n"
@@ -311,6 +315,9 @@ static enum fl_err apply_opt(struct wrk_config *cfg, int opt, const char *a,
             return FL_ERR_INVALID_ARG;
         cfg->max_message = (size_t)v;
         return FL_OK;
+    case OPT_STATS_CSV:
+        *what = "need a file name";
+        return copy_str(cfg->stats_csv, sizeof(cfg->stats_csv), a);
     case OPT_TEST_DELAY:
         *what = "need ROUND:MS";
         cfg->has_test_delay = parse_round_ms(a, &cfg->test_delay_round,
@@ -463,6 +470,7 @@ void wrk_config_print(const struct wrk_config *cfg, FILE *f)
             cfg->log_format == FL_LOG_JSON ? "json" : "text");
     fprintf(f, "hello-timeout = %u\n", cfg->hello_timeout_s);
     fprintf(f, "max-message = %zu\n", cfg->max_message);
+    print_opt_str(f, "stats-csv", cfg->stats_csv);
     if (cfg->has_test_delay)
         fprintf(f, "test-delay-update = %" PRIu64 ":%u\n",
                 cfg->test_delay_round, cfg->test_delay_ms);

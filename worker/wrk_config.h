@@ -66,6 +66,7 @@ struct wrk_config {
     enum fl_log_format log_format;   /* --log-format text|json */
     uint32_t hello_timeout_s;        /* 0 = wait forever */
     size_t max_message;              /* ZMQ_MAXMSGSIZE and parse limit */
+    char stats_csv[WRK_PATH_MAX];    /* per-round cost rows; "" = none */
     /* test-only fault injection */
     bool has_test_delay;
     uint64_t test_delay_round;

@@ -11,9 +11,20 @@
 #     still finds every Task it did not vanish on answered.
 #  3. fedcomp-router-baseline with 30 devices and 3 rounds: every device
 #     gets its Bye, the router counts every Hello and Update.
+#     Its default geometry (1 MiB chunks, 64 KiB inline) sends the
+#     20,000-parameter model (67 KB compressed) as one announced chunk:
+#     every download completes and every chunk is credited.
 #  4. Connections lost: a router serves for 2 s and exits, a second one
 #     binds the same ipc:// endpoint; every device sees its connection
 #     drop and come back, says Hello again, and finishes with the second.
+#  5. Chunked transfers with the coordinator (docs/protocol.md
+#     "Transfers"): --chunk-bytes 4096, window 2, inline 1 KiB, 8 chunks in
+#     flight, 2 upload slots, density 0.5 so that updates (~11 KB) are
+#     chunked too. Every Task's model comes in chunks and is taken in
+#     (each chunk credited, checked and compared with the process's
+#     reassembly, which decodes), every update is announced, granted and
+#     sent in chunks; the coordinator's accepted update bytes equal the
+#     swarm's (announcement + chunk frames).
 # Every process runs under a watchdog; no sleeps as synchronisation.
 # asan: yes
 # shellcheck source=tests/integration/lib.sh
@@ -160,6 +171,16 @@ rj=$dir/router.json
 [[ $(jnum "$dir/swarm.json" .model_errors) -eq 0 &&
    $(jnum "$dir/swarm.json" .delta_applies) -ge 2 ]] ||
     fl_fail "models from the router: $(cat "$dir/swarm.json")"
+# the full model (version 1) is over 64 KiB: announced, one chunk
+js=$dir/swarm.json
+[[ $(jnum "$rj" .full_model_bytes) -gt 65536 &&
+   $(jnum "$rj" .downloads_done) -ge $N &&
+   $(jnum "$js" .transfers_down_done) -eq $(jnum "$rj" .downloads_done) &&
+   $(jnum "$js" .chunks_down) -eq $(jnum "$rj" .chunks_out) &&
+   $(jnum "$js" .credits_up) -eq $(jnum "$rj" .credits_in) &&
+   $(jnum "$js" .transfer_errors) -eq 0 ]] ||
+    fl_fail "chunked downloads from the router: $(cat "$rj"); swarm:" \
+        "$(cat "$js")"
 fl_ok "router baseline: $N hellos, $((3 * N)) updates, $N byes; bytes match;" \
     "$(jnum "$rj" .cpu_us_per_msg) us CPU per message"
 
@@ -196,3 +217,57 @@ js=$dir/swarm.json
 fl_ok "every device lost its connection ($(jnum "$js" .disconnects)" \
     "drops), came back, said Hello again and finished with the second" \
     "router"
+
+# ---- 5. chunked transfers both ways with the coordinator
+N=20
+dir=$FL_TMP/chunked
+fl_coord "$dir" --hidden 16 --rounds 2 --min-devices $N --fraction 1 \
+    --quorum 1 --eval-limit 200 --round-timeout 30 --wait-timeout 40 \
+    --density 0.5 --values fp16 --codec zstd:1 --chunk-bytes 4096 \
+    --chunk-window 2 --inline-bytes 1024 --max-inflight-chunks 8 \
+    --upload-slots 2
+fl_swarm "$dir" --devices $N --procs 2
+fl_wait "$FL_COORD_PID" "coordinator ($dir/coord.log)"
+[[ $SWARM_RC -eq 0 ]] ||
+    fl_fail "swarm exited $SWARM_RC: $(cat "$dir/swarm.out" "$dir/swarm.log")"
+js=$dir/swarm.json
+tasks=$(jnum "$js" .tasks)
+chunks=$(jnum "$js" .chunks_down)
+# 12,730 floats: ~47 KB full model and XOR delta, 4 KiB chunks
+[[ $tasks -eq $((2 * N)) && $(jnum "$js" .transfers_down) -eq $tasks &&
+   $(jnum "$js" .transfers_down_done) -eq $tasks &&
+   $chunks -ge $((10 * tasks)) &&
+   $(jnum "$js" .credits_up) -eq $chunks &&
+   $(jnum "$js" .stale_chunks) -eq 0 &&
+   $(jnum "$js" .transfer_errors) -eq 0 &&
+   $(jnum "$js" .geometry_errors) -eq 0 ]] ||
+    fl_fail "chunked downloads: $(cat "$js")"
+[[ $(jnum "$js" .chunks_compared) -gt 0 &&
+   $(jnum "$js" .chunk_mismatches) -eq 0 &&
+   $(jnum "$js" .model_decodes) -eq 2 && $(jnum "$js" .delta_applies) -eq 2 &&
+   $(jnum "$js" .model_errors) -eq 0 && $(jnum "$js" .model_unverified) -eq 0 &&
+   $(jnum "$js" .model_matched) -eq $tasks ]] ||
+    fl_fail "chunked models not checked: $(jq -c '{chunks_compared,
+        chunk_mismatches, model_decodes, delta_applies, model_errors,
+        model_unverified, model_matched}' "$js")"
+fl_ok "$tasks tasks, each model in chunks: $chunks chunks, each credited;" \
+    "$(jnum "$js" .chunks_compared) compared with the reassembly," \
+    "models decoded and matched"
+upd=$(jnum "$js" .updates)
+[[ $upd -eq $((2 * N)) && $(jnum "$js" .uploads_announced) -eq $upd &&
+   $(jnum "$js" .uploads_granted) -eq $upd &&
+   $(jnum "$js" .uploads_done) -eq $upd &&
+   $(jnum "$js" .chunks_up) -ge $((3 * upd)) &&
+   $(jnum "$js" .stale_credits) -eq 0 ]] ||
+    fl_fail "chunked uploads: $(cat "$js")"
+csv=$dir/report/rounds.csv
+for r in 1 2; do
+    rep=$(fl_col "$csv" reported | sed -n "${r}p")
+    [[ $rep -eq $N ]] || fl_fail "round $r: $rep reported, want $N"
+done
+up=$(fl_sum "$csv" up_wire_bytes)
+[[ $up -eq $(jnum "$js" .update_bytes) ]] ||
+    fl_fail "coordinator accepted $up update bytes, swarm sent" \
+        "$(jnum "$js" .update_bytes)"
+fl_ok "$upd updates announced and sent in $(jnum "$js" .chunks_up) chunks" \
+    "after the coordinator's credit; 2 rounds x $N reported; $up bytes match"

@@ -457,6 +457,203 @@ static void test_round_commits_weighted_mean(void **state)
     harness_free(h);
 }
 
+/* An Update whose payload is announced and sent as chunks. */
+static size_t announce_update(struct harness *h, uint8_t rid, uint64_t round,
+                              uint64_t transfer, const uint8_t **payload,
+                              size_t *plen)
+{
+    static const uint32_t idx[6] = {0, 3, 7, 11, 19, 23};
+    float v[6] = {0.5f, -1, 2, 0.25f, 1, -0.5f};
+    struct cmp_meta meta;
+    const struct cmp_params p = {CMP_INDEX_AUTO, CMP_VALUE_FP32,
+                                 CMP_CODEC_ZSTD, 1};
+    assert_int_equal(cmp_sparse_encode(h->ctx, DIM, idx, v, 6, &p, &meta,
+                                       payload, plen), FL_OK);
+    struct pb_envelope env = {.version = 1, .body = PB_BODY_UPDATE};
+    struct pb_update *u = &env.update;
+    u->round = round;
+    u->n_samples = 50;
+    u->delta.dimension = meta.dimension;
+    u->delta.k = meta.k;
+    u->delta.index_coding = meta.index_coding;
+    u->delta.value_coding = meta.value_coding;
+    u->delta.codec = meta.codec;
+    u->delta.raw_size = meta.raw_size;
+    u->delta.checksum = meta.checksum;
+    u->delta.payload_transfer = transfer;
+    u->delta.payload_bytes = *plen;
+    return feed_env(h, rid, &env);
+}
+
+static size_t feed_chunk(struct harness *h, uint8_t rid, uint64_t transfer,
+                         uint32_t seq, uint32_t total, const uint8_t *data,
+                         size_t len)
+{
+    struct pb_envelope env = {.version = 1, .body = PB_BODY_CHUNK};
+    env.chunk.transfer = transfer;
+    env.chunk.seq = seq;
+    env.chunk.total = total;
+    env.chunk.data = data;
+    env.chunk.len = len;
+    return feed_env(h, rid, &env);
+}
+
+static void feed_credit(struct harness *h, uint8_t rid, uint64_t transfer,
+                        uint32_t received)
+{
+    struct pb_envelope env = {.version = 1, .body = PB_BODY_CREDIT};
+    env.credit.transfer = transfer;
+    env.credit.received = received;
+    feed_env(h, rid, &env);
+}
+
+/* Chunked transfers both ways: the model comes as one shared chunk per
+ * device after a payload-less Task; an announced update waits for the
+ * coordinator's credit, its chunks are checked and it is aggregated like
+ * an inline one; a chunk out of place refuses the device's update. */
+static void test_chunked_transfers(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new("--min-devices 3 --rounds 1 "
+                                    "--inline-bytes 0 --chunk-bytes 1024 --quorum 0.3 "
+                                    "--density 0.25 --upload-slots 1", true);
+    hello(h, 1, "w1", 100);
+    hello(h, 2, "w2", 100);
+    hello(h, 3, "w3", 100);
+    assert_int_equal(coord_engine_tick(h->e, h->now), COORD_RUNNING);
+    uint64_t transfer = 0;
+    const uint8_t *first = NULL;
+    size_t first_len = 0;
+    for (uint8_t r = 1; r <= 3; r++) {
+        const struct pb_envelope *te = take(h, r, PB_BODY_TASK, NULL);
+        assert_non_null(te);
+        const struct pb_tensor *m = &te->task.model;
+        assert_int_equal(m->payload_len, 0);
+        assert_int_not_equal(m->payload_transfer, 0);
+        assert_true(m->payload_bytes > 0 && m->payload_bytes <= 1024);
+        if (r == 1)
+            transfer = m->payload_transfer;
+        assert_int_equal(m->payload_transfer, transfer);  /* shared body */
+        size_t clen = 0;
+        const struct pb_envelope *c = take(h, r, PB_BODY_CHUNK, &clen);
+        assert_non_null(c);
+        assert_int_equal(c->chunk.transfer, transfer);
+        assert_int_equal(c->chunk.seq, 0);
+        assert_int_equal(c->chunk.total, 1);
+        assert_int_equal(c->chunk.len, m->payload_bytes);
+        if (r == 1) {
+            first = c->chunk.data;
+            first_len = c->chunk.len;
+        } else {
+            assert_memory_equal(c->chunk.data, first, first_len);
+        }
+        /* the chunk decodes to the model */
+        float held[DIM];
+        const struct cmp_meta meta = {
+            .dimension = m->dimension, .k = m->k,
+            .index_coding = (enum cmp_index_coding)m->index_coding,
+            .value_coding = (enum cmp_value_coding)m->value_coding,
+            .codec = (enum cmp_codec)m->codec, .raw_size = m->raw_size,
+            .checksum = m->checksum};
+        const struct cmp_limits l = {.dimension = DIM};
+        assert_int_equal(cmp_dense_decode(h->ctx, &meta, c->chunk.data,
+                                          c->chunk.len, &l, NULL, held),
+                         FL_OK);
+        assert_memory_equal(held, h->init, sizeof(held));
+        feed_credit(h, r, transfer, 1);
+        assert_int_equal(count_to(h, r), 0);
+    }
+    /* w1: announce, credit 0, one chunk, credit 1, accepted */
+    const uint8_t *payload = NULL;
+    size_t plen = 0;
+    const size_t alen = announce_update(h, 1, 1, 77, &payload, &plen);
+    const struct pb_envelope *cr = take(h, 1, PB_BODY_CREDIT, NULL);
+    assert_non_null(cr);
+    assert_int_equal(cr->credit.transfer, 77);
+    assert_int_equal(cr->credit.received, 0);
+    assert_false(cr->credit.cancel);
+    /* w2 announces while w1 holds the only slot: no credit yet */
+    uint8_t copy[1024];
+    assert_true(plen <= sizeof(copy));
+    memcpy(copy, payload, plen);
+    announce_update(h, 2, 1, 88, &payload, &plen);
+    assert_null(take(h, 2, PB_BODY_CREDIT, NULL));
+    const size_t clen = feed_chunk(h, 1, 77, 0, 1, copy, plen);
+    cr = take(h, 1, PB_BODY_CREDIT, NULL);
+    assert_non_null(cr);
+    assert_int_equal(cr->credit.received, 1);
+    assert_null(take(h, 1, PB_BODY_REJECT, NULL));
+    /* the slot went to w2 */
+    cr = take(h, 2, PB_BODY_CREDIT, NULL);
+    assert_non_null(cr);
+    assert_int_equal(cr->credit.transfer, 88);
+    /* w2 sends a chunk of the wrong length: its update is refused */
+    feed_chunk(h, 2, 88, 0, 1, copy, plen - 1);
+    const struct pb_reject *rj = take_reject(h, 2);
+    assert_int_equal(rj->code, FL_ERR_TRANSFER);
+    /* w3 sends a chunk with no announcement: refused too */
+    feed_chunk(h, 3, 5, 0, 1, copy, plen);
+    rj = take_reject(h, 3);
+    assert_int_equal(rj->code, FL_ERR_TRANSFER);
+    /* every member has answered: the round commits w1's update */
+    assert_int_equal(coord_engine_tick(h->e, h->now), COORD_DONE);
+    const struct coord_round_row *row = coord_engine_last_row(h->e);
+    assert_true(row->committed);
+    assert_int_equal(row->reported, 1);
+    assert_int_equal(row->rejected, 2);
+    assert_int_equal(row->up_wire_bytes, alen + clen);
+    const float *w = coord_agg_params(coord_engine_agg(h->e));
+    assert_true(fabsf(w[3] - (h->init[3] - 1.0f)) < 1e-6f);
+    harness_free(h);
+}
+
+/* An announcement over the bound is refused before any chunk; a round
+ * that closes drops an upload still waiting and cancels it. */
+static void test_chunked_limits(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new("--min-devices 2 --rounds 2 "
+                                    "--quorum 0 --chunk-bytes 1024 "
+                                    "--density 0.25", true);
+    hello(h, 1, "w1", 100);
+    hello(h, 2, "w2", 100);
+    assert_int_equal(coord_engine_tick(h->e, h->now), COORD_RUNNING);
+    float held[DIM];
+    assert_non_null(take_task(h, 1, held));
+    assert_non_null(take_task(h, 2, held));
+    struct pb_envelope env = {.version = 1, .body = PB_BODY_UPDATE};
+    env.update.round = 1;
+    env.update.n_samples = 5;
+    env.update.delta.dimension = DIM;
+    env.update.delta.k = 6;
+    env.update.delta.index_coding = CMP_INDEX_DELTA_VARINT;
+    env.update.delta.value_coding = CMP_VALUE_FP32;
+    env.update.delta.codec = CMP_CODEC_NONE;
+    env.update.delta.raw_size = 30;
+    env.update.delta.payload_transfer = 9;
+    env.update.delta.payload_bytes = 1u << 30;
+    feed_env(h, 1, &env);
+    assert_int_equal(take_reject(h, 1)->code, FL_ERR_TOO_LARGE);
+    assert_null(take(h, 1, PB_BODY_CREDIT, NULL));
+    /* w2 announces, gets its credit, sends nothing; the deadline closes
+     * the round: its upload is cancelled and the device learns NOT_USED */
+    env.update.delta.payload_bytes = 50;
+    feed_env(h, 2, &env);
+    const struct pb_envelope *cr = take(h, 2, PB_BODY_CREDIT, NULL);
+    assert_non_null(cr);
+    h->now += 61 * S;
+    coord_engine_tick(h->e, h->now);
+    cr = take(h, 2, PB_BODY_CREDIT, NULL);
+    assert_non_null(cr);
+    assert_int_equal(cr->credit.transfer, 9);
+    assert_true(cr->credit.cancel);
+    const struct pb_task *t = take_task(h, 2, held);
+    assert_non_null(t);
+    assert_int_equal(t->last_update, PB_UPDATE_NOT_USED);
+    assert_int_equal(t->last_update_round, 1);
+    harness_free(h);
+}
+
 static void test_every_reject_code(void **state)
 {
     (void)state;
@@ -1142,6 +1339,8 @@ int main(void)
                                                    : FL_LOG_OFF);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_commits_weighted_mean),
+        cmocka_unit_test(test_chunked_transfers),
+        cmocka_unit_test(test_chunked_limits),
         cmocka_unit_test(test_every_reject_code),
         cmocka_unit_test(test_deadline_quorum_and_late),
         cmocka_unit_test(test_abandon_retry_and_give_up),

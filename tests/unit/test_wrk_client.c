@@ -11,6 +11,7 @@
  * a 4-8-10 MLP. Every receive has a timeout and alarm() is a watchdog; no
  * sleeps, no fixed ports. cmocka asserts only in the test thread.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -29,9 +31,11 @@
 #include "compress/cmp_tensor.h"
 #include "model/mdl_trainer.h"
 #include "proto/pb_msg.h"
+#include "proto/pb_xfer.h"
 #include "worker/wrk_client.h"
 #include "worker/wrk_model.h"
 #include "worker/wrk_state.h"
+#include "worker/wrk_stats.h"
 #include "worker/wrk_update.h"
 
 #define NSAMP 40
@@ -98,7 +102,7 @@ static int group_teardown(void **state)
     static const char *const names[] = {"train-labels-idx1-ubyte",
                                         "train-images-idx3-ubyte",
                                         "worker.log", "none.ipc",
-                                        WRK_STATE_FILE};
+                                        "stats.csv", WRK_STATE_FILE};
     for (size_t i = 0; i < FL_ARRAY_LEN(names); i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         unlink(path);
@@ -123,9 +127,9 @@ struct fake {
     struct cmp_ctx *cctx;
 };
 
-static void fake_open(struct fake *f, uint32_t input)
+static void fake_open_h(struct fake *f, uint32_t input, uint32_t hidden)
 {
-    struct mdl_mlp_config cfg = {input, 1, {8}, 10};
+    struct mdl_mlp_config cfg = {input, 1, {hidden}, 10};
     const int timeout = 10000, zero = 0;
     size_t len = sizeof(f->ep);
     memset(f, 0, sizeof(*f));
@@ -156,6 +160,11 @@ static void fake_open(struct fake *f, uint32_t input)
     assert_non_null(f->cctx);
 }
 
+static void fake_open(struct fake *f, uint32_t input)
+{
+    fake_open_h(f, input, 8);
+}
+
 static void fake_close(struct fake *f)
 {
     zmq_close(f->router);
@@ -165,9 +174,11 @@ static void fake_close(struct fake *f)
     free(f->w);
 }
 
-/* Receive one envelope of the expected body; caller destroys *msg. */
-static const struct pb_envelope *fake_recv(struct fake *f, enum pb_body want,
-                                           struct pb_msg **msg)
+/* Receive one envelope; caller destroys *msg. *len (may be NULL) gets the
+ * frame's size. */
+static const struct pb_envelope *fake_recv_any(struct fake *f,
+                                               struct pb_msg **msg,
+                                               size_t *len)
 {
     const struct pb_limits lim = {1u << 24, 1u << 26};
     const struct pb_envelope *env = NULL;
@@ -181,6 +192,16 @@ static const struct pb_envelope *fake_recv(struct fake *f, enum pb_body want,
     assert_int_equal(pb_unpack(buf, (size_t)m, &lim, msg, &env, NULL, NULL,
                                0),
                      FL_OK);
+    if (len != NULL)
+        *len = (size_t)m;
+    return env;
+}
+
+/* Receive one envelope of the expected body; caller destroys *msg. */
+static const struct pb_envelope *fake_recv(struct fake *f, enum pb_body want,
+                                           struct pb_msg **msg)
+{
+    const struct pb_envelope *env = fake_recv_any(f, msg, NULL);
     if (env->body != want)
         fail_msg("got %s, expected %s", pb_body_name(env->body),
                  pb_body_name(want));
@@ -204,7 +225,8 @@ static void fake_send(struct fake *f, const struct pb_envelope *env)
     free(buf);
 }
 
-static void fake_welcome(struct fake *f, uint64_t epoch)
+static void fake_welcome_chunks(struct fake *f, uint64_t epoch,
+                                uint32_t chunk_bytes, uint32_t window)
 {
     struct pb_envelope env;
     memset(&env, 0, sizeof(env));
@@ -217,7 +239,14 @@ static void fake_welcome(struct fake *f, uint64_t epoch)
     env.welcome.nlayout = f->nlayout;
     env.welcome.heartbeat_ms = 1000;
     env.welcome.current_round = 1;
+    env.welcome.chunk_bytes = chunk_bytes;
+    env.welcome.chunk_window = window;
     fake_send(f, &env);
+}
+
+static void fake_welcome(struct fake *f, uint64_t epoch)
+{
+    fake_welcome_chunks(f, epoch, 0, 0);
 }
 
 /* Send a Task; base != NULL makes the model a XOR delta from base_version. */
@@ -652,6 +681,475 @@ static void test_missing_data_fails(void **state)
     expect_log("cannot load the training data", 1);
 }
 
+/* ------------------------------------------------- chunked transfers */
+
+#define CHUNK 1024u
+
+/* What a Task of the chunked tests asks for. */
+struct xtask {
+    uint64_t transfer;          /* != 0: the model comes in chunks */
+    float density;
+    enum cmp_value_coding values;
+    enum cmp_codec codec;
+    uint32_t timeout_ms;
+};
+
+/* A dense fp32 update without codec: over one chunk for the wide model */
+static const struct xtask X_DENSE = {0, 1.0f, CMP_VALUE_FP32, CMP_CODEC_NONE,
+                                     10000};
+/* 1% top-k with zstd: one small inline frame */
+static const struct xtask X_SMALL = {0, 0.01f, CMP_VALUE_FP32,
+                                     CMP_CODEC_ZSTD, 10000};
+
+/* Send a Task; the model is encoded without a codec. With x->transfer the
+ * model is only announced and its bytes go to *model (caller frees). */
+static void fake_task_x(struct fake *f, uint64_t round, uint64_t version,
+                        uint32_t last, uint64_t last_round,
+                        const struct xtask *x, uint8_t **model,
+                        size_t *model_len)
+{
+    struct pb_envelope env;
+    struct cmp_meta meta;
+    const uint8_t *payload = NULL;
+    size_t len = 0;
+    assert_int_equal(cmp_dense_encode(f->cctx, f->w, f->dim, NULL,
+                                      CMP_CODEC_NONE, 0, &meta, &payload,
+                                      &len),
+                     FL_OK);
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_TASK;
+    struct pb_task *t = &env.task;
+    t->round = round;
+    t->epoch = E1;
+    t->model_version = version;
+    wrk_pb_from_meta(&meta, payload, len, &t->model);
+    if (x->transfer != 0) {
+        *model = malloc(len);
+        assert_non_null(*model);
+        memcpy(*model, payload, len);
+        *model_len = len;
+        t->model.payload = NULL;
+        t->model.payload_len = 0;
+        t->model.payload_transfer = x->transfer;
+        t->model.payload_bytes = len;
+    }
+    t->train.local_epochs = 1;
+    t->train.batch_size = 8;
+    t->train.lr = 0.1f;
+    t->train.seed = 5;
+    t->compress.density = x->density;
+    t->compress.topk = CMP_TOPK_EXACT;
+    t->compress.values = x->values;
+    t->compress.codec = x->codec;
+    t->compress.level = 1;
+    t->compress.error_feedback = true;
+    t->timeout_ms = x->timeout_ms;
+    t->last_update = last;
+    t->last_update_round = last_round;
+    fake_send(f, &env);
+}
+
+static void fake_chunk(struct fake *f, uint64_t transfer, uint32_t seq,
+                       uint32_t total, const uint8_t *data, size_t len)
+{
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    assert_int_equal(pb_xfer_pack_chunk(transfer, seq, total, data, len, &buf,
+                                        &blen),
+                     FL_OK);
+    fake_send_raw(f, buf, blen, 0);
+    free(buf);
+}
+
+static void fake_credit(struct fake *f, uint64_t transfer, uint32_t received,
+                        bool cancel)
+{
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    assert_int_equal(pb_xfer_pack_credit(transfer, received, cancel, &buf,
+                                         &blen),
+                     FL_OK);
+    fake_send_raw(f, buf, blen, 0);
+    free(buf);
+}
+
+/* Chunk seq of a model m of len bytes. */
+static void fake_model_chunk(struct fake *f, uint64_t transfer,
+                             const uint8_t *m, size_t len, uint32_t seq)
+{
+    fake_chunk(f, transfer, seq, pb_xfer_chunks(len, CHUNK),
+               m + (size_t)seq * CHUNK, pb_xfer_chunk_len(len, CHUNK, seq));
+}
+
+static void expect_credit(struct fake *f, uint64_t transfer,
+                          uint32_t received, bool cancel)
+{
+    struct pb_msg *msg = NULL;
+    const struct pb_envelope *env = fake_recv(f, PB_BODY_CREDIT, &msg);
+    assert_int_equal(env->credit.transfer, transfer);
+    assert_int_equal(env->credit.received, received);
+    assert_int_equal(env->credit.cancel, cancel);
+    pb_msg_destroy(&msg);
+}
+
+/* Send the model as the coordinator does: `window` chunks at once, then
+ * one per Credit, from chunk `from` on; every Credit is checked. */
+static void fake_send_model(struct fake *f, uint64_t transfer,
+                            const uint8_t *m, size_t len, uint32_t window,
+                            uint32_t from)
+{
+    const uint32_t total = pb_xfer_chunks(len, CHUNK);
+    uint32_t sent = from;
+    for (uint32_t acked = from; acked < total; acked++) {
+        for (; sent < total && sent < acked + window; sent++)
+            fake_model_chunk(f, transfer, m, len, sent);
+        expect_credit(f, transfer, acked + 1, false);
+    }
+}
+
+/* An announced Update of `round`: *delta gets its fields (no payload),
+ * *bytes the frame size. */
+static void expect_announcement(struct fake *f, uint64_t round,
+                                struct pb_tensor *delta, size_t *bytes)
+{
+    struct pb_msg *msg = NULL;
+    const struct pb_envelope *env = fake_recv_any(f, &msg, bytes);
+    if (env->body != PB_BODY_UPDATE)
+        fail_msg("got %s, expected an update", pb_body_name(env->body));
+    assert_int_equal(env->update.round, round);
+    *delta = env->update.delta;
+    assert_int_equal(delta->payload_len, 0);
+    assert_true(delta->payload_transfer != 0);
+    assert_true(delta->payload_bytes > CHUNK);
+    delta->payload = NULL;
+    pb_msg_destroy(&msg);
+}
+
+/* No message from the worker within ms (a bounded check of silence). */
+static void expect_silence(struct fake *f, long ms)
+{
+    zmq_pollitem_t it = {f->router, 0, ZMQ_POLLIN, 0};
+    assert_int_equal(zmq_poll(&it, 1, ms), 0);
+}
+
+/* Take in a chunk of `transfer`; returns its frame size. */
+static size_t take_chunk(struct fake *f, struct pb_xfer_rx *rx, bool *done)
+{
+    struct pb_msg *msg = NULL;
+    size_t len = 0;
+    const struct pb_envelope *env = fake_recv_any(f, &msg, &len);
+    if (env->body != PB_BODY_CHUNK)
+        fail_msg("got %s, expected a chunk", pb_body_name(env->body));
+    assert_int_equal(pb_xfer_rx_add(rx, &env->chunk, done), FL_OK);
+    pb_msg_destroy(&msg);
+    return len;
+}
+
+/* Play the coordinator's side of an upload: the first Credit, then
+ * `window` chunks and silence until the next Credit, then a Credit per
+ * chunk. The payload must decode to an update of density 1. Returns the
+ * bytes of the chunk frames. */
+static size_t fake_take_upload(struct fake *f, const struct pb_tensor *d,
+                               uint32_t window)
+{
+    struct pb_xfer_rx rx;
+    struct cmp_meta meta;
+    const struct cmp_limits lim = {f->dim, 0, 0};
+    const uint32_t *idx = NULL;
+    const float *val = NULL;
+    uint8_t *payload = NULL;
+    size_t bytes = 0, len = 0, k = 0;
+    bool done = false;
+    memset(&rx, 0, sizeof(rx));
+    assert_int_equal(pb_xfer_rx_begin(&rx, d->payload_transfer,
+                                      d->payload_bytes, CHUNK,
+                                      d->payload_bytes),
+                     FL_OK);
+    fake_credit(f, d->payload_transfer, 0, false);
+    for (uint32_t i = 0; i < window && !done; i++)
+        bytes += take_chunk(f, &rx, &done);
+    if (!done)
+        expect_silence(f, 200); /* the window is full */
+    while (!done) {
+        fake_credit(f, d->payload_transfer, rx.received, false);
+        bytes += take_chunk(f, &rx, &done);
+    }
+    fake_credit(f, d->payload_transfer, rx.received, false);
+    assert_int_equal(pb_xfer_rx_take(&rx, &payload, &len), FL_OK);
+    wrk_meta_from_pb(d, false, &meta);
+    assert_int_equal(cmp_sparse_decode(f->cctx, &meta, payload, len, &lim,
+                                       &idx, &val, &k),
+                     FL_OK);
+    assert_int_equal(k, f->dim);
+    free(payload);
+    return bytes;
+}
+
+static void send_bye(struct fake *f, uint32_t last, uint64_t last_round)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_BYE;
+    env.bye.last_update = last;
+    env.bye.last_update_round = last_round;
+    fake_send(f, &env);
+}
+
+/* Bounded wait (5 s) for a line of the worker's log. */
+static void wait_log(const char *needle)
+{
+    for (int i = 0; i < 250; i++) {
+        if (log_count(needle) > 0)
+            return;
+        const struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("'%s' not logged within 5 s", needle);
+}
+
+static char *read_stats(void)
+{
+    char path[300];
+    void *data = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof(path), "%s/stats.csv", dir);
+    assert_int_equal(fl_file_read(path, 1 << 20, &data, &len), FL_OK);
+    char *s = realloc(data, len + 1);
+    assert_non_null(s);
+    s[len] = '\0';
+    unlink(path);
+    return s;
+}
+
+/* The model both ways in chunks: down with credits after every chunk, up
+ * announced, nothing before the first Credit, at most `window` chunks
+ * ahead; the bytes logged and in --stats-csv are the frames sent. */
+static void test_chunked_both_ways(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct runner r;
+    struct pb_tensor d;
+    uint8_t *m = NULL;
+    size_t mlen = 0, ann = 0;
+    char needle[128];
+    struct xtask x = X_DENSE;
+    fake_open_h(&f, 4, 256); /* 3850 parameters: 15400 bytes of fp32 */
+    wrk_config_defaults(&r.cfg);
+    snprintf(r.cfg.stats_csv, sizeof(r.cfg.stats_csv), "%s/stats.csv", dir);
+    runner_start_cfg(&r, f.ep, true);
+    expect_hello(&f, false, 0, false, 0);
+    fake_welcome_chunks(&f, E1, CHUNK, 2);
+
+    x.transfer = 77;
+    fake_task_x(&f, 1, 1, PB_UPDATE_NONE, 0, &x, &m, &mlen);
+    assert_int_equal(mlen, f.dim * 4);
+    fake_send_model(&f, 77, m, mlen, 2, 0);
+    expect_announcement(&f, 1, &d, &ann);
+    assert_int_equal(d.dimension, f.dim);
+    assert_int_equal(d.k, f.dim);
+    const size_t up = ann + fake_take_upload(&f, &d, 2);
+
+    /* round 2: inline both ways */
+    fake_task_x(&f, 2, 2, PB_UPDATE_USED, 1, &X_SMALL, NULL, NULL);
+    expect_update_d(&f, 2, 0.01f, CMP_VALUE_FP32);
+    send_bye(&f, PB_UPDATE_USED, 2);
+    assert_int_equal(runner_join(&r), WRK_EXIT_OK);
+
+    expect_log("chunked transfers: chunks of 1024 bytes, window 2", 1);
+    expect_log("model of round 1 received: 15400 bytes in 16 chunks", 1);
+    snprintf(needle, sizeof(needle), "sent update round 1: %zu bytes", up);
+    expect_log(needle, 1);
+    expect_log(" in 16 chunks, loss ", 1);
+    expect_log("update of round 1 was used", 1);
+    expect_log("update of round 2 was used", 1);
+    expect_log("round 1 cost: load ", 1);
+    expect_log("round 2 cost: load ", 1);
+    expect_log("memory at start: ", 1);
+    char *csv = read_stats();
+    char *row1 = strchr(csv, '\n');
+    assert_non_null(row1);
+    *row1++ = '\0';
+    assert_string_equal(csv, WRK_STATS_HEADER);
+    /* round,load,train,encode,send,bytes,chunks,rss */
+    unsigned long long rnd = 0, bytes = 0, rss = 0;
+    double load = 0, train = 0, enc = 0, send = 0;
+    unsigned chunks = 0;
+    assert_int_equal(sscanf(row1, "%llu,%lf,%lf,%lf,%lf,%llu,%u,%llu", &rnd,
+                            &load, &train, &enc, &send, &bytes, &chunks,
+                            &rss),
+                     8);
+    assert_int_equal(rnd, 1);
+    assert_int_equal(bytes, up);
+    assert_int_equal(chunks, 16);
+    assert_true(rss > 0 && train > 0.0 && load >= 0.0 && enc >= 0.0);
+    assert_true(send >= 150.0); /* it waited out the full window */
+    char *row2 = strchr(row1, '\n');
+    assert_non_null(row2);
+    assert_int_equal(sscanf(row2 + 1, "%llu,%lf,%lf,%lf,%lf,%llu,%u,%llu",
+                            &rnd, &load, &train, &enc, &send, &bytes, &chunks,
+                            &rss),
+                     8);
+    assert_int_equal(rnd, 2);
+    assert_int_equal(chunks, 0);
+    assert_true(bytes > 0 && bytes < CHUNK);
+    free(csv);
+    free(m);
+    fake_close(&f);
+}
+
+/* A bad chunk, a cancelled upload, a coordinator that never grants credit,
+ * a Reject during an upload, a download replaced by a new Task and a
+ * left-over chunk: each handled once, no update restored twice. */
+static void test_chunked_faults(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct runner r;
+    struct pb_tensor d;
+    struct pb_envelope env;
+    uint8_t *m = NULL;
+    size_t mlen = 0, ann = 0;
+    struct xtask x = X_DENSE;
+    fake_open_h(&f, 4, 256);
+    runner_start(&r, f.ep);
+    expect_hello(&f, false, 0, false, 0);
+    fake_welcome_chunks(&f, E1, CHUNK, 2);
+
+    /* a chunk out of order: cancelled, then Hello for the Task again */
+    x.transfer = 5;
+    fake_task_x(&f, 1, 1, PB_UPDATE_NONE, 0, &x, &m, &mlen);
+    fake_model_chunk(&f, 5, m, mlen, 0);
+    expect_credit(&f, 5, 1, false);
+    fake_model_chunk(&f, 5, m, mlen, 2);
+    expect_credit(&f, 5, 1, true);
+    expect_hello(&f, false, 0, true, E1);
+    fake_welcome_chunks(&f, E1, CHUNK, 2);
+    free(m);
+    fake_task_x(&f, 1, 1, PB_UPDATE_NONE, 0, &x, &m, &mlen);
+    fake_send_model(&f, 5, m, mlen, 2, 0);
+
+    /* the coordinator cancels the upload; round 2's Task says not used */
+    expect_announcement(&f, 1, &d, &ann);
+    fake_credit(&f, d.payload_transfer, 0, true);
+    struct xtask quick = X_DENSE;
+    quick.timeout_ms = 300;
+    fake_task_x(&f, 2, 2, PB_UPDATE_NOT_USED, 1, &quick, NULL, NULL);
+
+    /* round 2: no credit ever; given up at the deadline and restored; a
+     * late grant and round 3's NOT_USED change nothing more */
+    expect_announcement(&f, 2, &d, &ann);
+    wait_log("(no credit before the task's deadline)");
+    fake_credit(&f, d.payload_transfer, 0, false);
+    fake_task_x(&f, 3, 3, PB_UPDATE_NOT_USED, 2, &X_SMALL, NULL, NULL);
+    expect_update_d(&f, 3, 0.01f, CMP_VALUE_FP32);
+
+    /* round 4: rejected after the first window */
+    fake_task_x(&f, 4, 4, PB_UPDATE_USED, 3, &X_DENSE, NULL, NULL);
+    expect_announcement(&f, 4, &d, &ann);
+    fake_credit(&f, d.payload_transfer, 0, false);
+    struct pb_xfer_rx rx;
+    bool done = false;
+    memset(&rx, 0, sizeof(rx));
+    assert_int_equal(pb_xfer_rx_begin(&rx, d.payload_transfer,
+                                      d.payload_bytes, CHUNK,
+                                      d.payload_bytes),
+                     FL_OK);
+    take_chunk(&f, &rx, &done);
+    take_chunk(&f, &rx, &done);
+    pb_xfer_rx_reset(&rx);
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_REJECT;
+    env.reject.code = FL_ERR_NORM;
+    env.reject.reason = "norm over the bound";
+    env.reject.has_round = true;
+    env.reject.round = 4;
+    fake_send(&f, &env);
+    fake_credit(&f, d.payload_transfer, 2, false); /* no more chunks */
+
+    /* round 5: its chunked model is replaced by an inline Task, whose
+     * update must be the next message; a left-over chunk is cancelled
+     * once */
+    x.transfer = 9;
+    free(m);
+    fake_task_x(&f, 5, 5, PB_UPDATE_NOT_USED, 4, &x, &m, &mlen);
+    fake_model_chunk(&f, 9, m, mlen, 0);
+    expect_credit(&f, 9, 1, false);
+    fake_task_x(&f, 5, 5, PB_UPDATE_NOT_USED, 4, &X_SMALL, NULL, NULL);
+    expect_update_d(&f, 5, 0.01f, CMP_VALUE_FP32);
+    fake_model_chunk(&f, 9, m, mlen, 1);
+    expect_credit(&f, 9, 0, true);
+    fake_model_chunk(&f, 9, m, mlen, 2);
+    send_bye(&f, PB_UPDATE_USED, 5);
+    assert_int_equal(runner_join(&r), WRK_EXIT_OK);
+
+    expect_log("bad chunk of the model of round 1 (seq 2 of 16", 1);
+    expect_log("the coordinator cancelled the upload of the update of "
+               "round 1",
+               1);
+    expect_log("update of round 1 was not used: restored", 1);
+    expect_log("upload of the update of round 2 stopped after 0 of 16 "
+               "chunks (no credit before the task's deadline)",
+               1);
+    expect_log("update of round 2 was not used: restored", 1);
+    expect_log("upload of the update of round 4 stopped after 2 of 16 "
+               "chunks (rejected)",
+               1);
+    expect_log("update of round 4 was not used: restored", 1);
+    expect_log("the model of round 5 was not complete (1 of 16 chunks)", 1);
+    expect_log("which this device is not receiving: cancelling it", 1);
+    expect_log("update of round 5 was used", 1);
+    expect_log("sent update round 2:", 0);
+    expect_log("sent update round 4:", 0);
+    free(m);
+    fake_close(&f);
+}
+
+/* A Task re-sent while its update is being uploaded: the model is not
+ * needed (cancelled) and the upload starts over under a new transfer. */
+static void test_chunked_task_resent(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct runner r;
+    struct pb_tensor d1, d2;
+    uint8_t *m = NULL;
+    size_t mlen = 0, ann = 0;
+    struct xtask x = X_DENSE;
+    char needle[128];
+    fake_open_h(&f, 4, 256);
+    runner_start(&r, f.ep);
+    expect_hello(&f, false, 0, false, 0);
+    fake_welcome_chunks(&f, E1, CHUNK, 3);
+    x.transfer = 11;
+    fake_task_x(&f, 1, 1, PB_UPDATE_NONE, 0, &x, &m, &mlen);
+    fake_send_model(&f, 11, m, mlen, 3, 0);
+    expect_announcement(&f, 1, &d1, &ann);
+    free(m);
+    fake_task_x(&f, 1, 1, PB_UPDATE_NONE, 0, &x, &m, &mlen);
+    free(m);
+    expect_announcement(&f, 1, &d2, &ann);
+    assert_true(d2.payload_transfer != d1.payload_transfer);
+    assert_int_equal(d2.payload_bytes, d1.payload_bytes);
+    assert_int_equal(d2.checksum, d1.checksum);
+    expect_credit(&f, 11, 0, true);
+    fake_credit(&f, d1.payload_transfer, 0, false); /* the old one: no */
+    const size_t up = ann + fake_take_upload(&f, &d2, 3);
+    send_bye(&f, PB_UPDATE_USED, 1);
+    assert_int_equal(runner_join(&r), WRK_EXIT_OK);
+    snprintf(needle, sizeof(needle), "sent update round 1 again: %zu bytes "
+             "(task re-sent, payload in 16 chunks)", up);
+    expect_log(needle, 1);
+    snprintf(needle, sizeof(needle), "credit for transfer %016" PRIx64
+             " (0), which is not being sent: ignored", d1.payload_transfer);
+    expect_log(needle, 1);
+    expect_log("update of round 1 was used", 1);
+    fake_close(&f);
+}
+
 /* Last: the stop flag is process-wide and stays set. */
 static void test_stop_says_bye(void **state)
 {
@@ -682,6 +1180,9 @@ int main(void)
         cmocka_unit_test(test_refused_device_exits_1),
         cmocka_unit_test(test_hello_timeout_exits_3),
         cmocka_unit_test(test_missing_data_fails),
+        cmocka_unit_test(test_chunked_both_ways),
+        cmocka_unit_test(test_chunked_faults),
+        cmocka_unit_test(test_chunked_task_resent),
         cmocka_unit_test(test_stop_says_bye),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
