@@ -505,52 +505,59 @@ def fmt(v, spec="%.1f"):
 def mib(kb):
     return None if kb is None else kb / 1024.0
 
-print()
-print("model 784-%s-10, %d rounds, density 1%%, fp16, zstd-1, plaintext; "
-      "evaluation on 100 test images only (--eval-limit 100)" %
-      (hidden.replace(",", "-"), rounds))
-print("transport (coordinator and router): %s" % transport)
-print("%7s %5s %7s %8s %8s %9s %10s %8s %8s" % (
-    "N", "round", "wall_s", "cpu_s", "us/upd", "in_MiB", "out_MiB",
-    "rss_MiB", "hwm_MiB"))
-for r in rows:
-    print("%7d %5d %7.2f %8.3f %8s %9.1f %10.1f %8s %8s" % (
-        r["devices"], r["round"], r["wall_s"], r["cpu_s"],
-        fmt(r["cpu_us_per_update"]),
-        (r["up_wire_bytes"] + r["other_rx_bytes"]) / 2**20,
-        r["down_wire_bytes"] / 2**20, fmt(mib(r["coord_rss_kb"])),
-        fmt(mib(r["coord_hwm_kb"]))))
-print()
-print("%7s %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
-    "N", "complete", "us/upd", "us/upd", "base_us", "base_us", "dec+agg",
-    "rss_MiB", "base_MiB", "swarm_MiB"))
-print("%7s %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
-    "", "", "all", "r2+", "/msg", "/update", "us/upd", "coord", "router",
-    "rss"))
-for s in summary:
-    print("%7d %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
-        s["devices"], "yes" if s["complete"] else (s["stopped"] or "no"),
-        fmt(s["cpu_us_per_update"]),
-        fmt(s["cpu_us_per_update_rounds_2plus"]),
-        fmt(s["baseline_us_per_msg"]), fmt(s["baseline_us_per_update"]),
-        fmt(s["decode_aggregate_us_per_update"]),
-        fmt(mib(s["coord_peak_rss_kb"])),
-        fmt(mib(s["baseline_peak_rss_kb"])),
-        fmt(mib(s["swarm_peak_rss_kb_sum"]))))
-print()
-print("transfers seen by the swarm (coordinator runs):")
-for s in summary:
-    t = s["swarm_transfers"]
-    print("  N=%d: %s chunks down, %s credits up, %s/%s downloads complete, "
-          "%s replaced, %s errors; %s chunks compared, %s differed; "
-          "uploads %s announced, %s done; router baseline: %s chunks out, "
-          "%s credits in" % (
-              s["devices"], t["chunks_down"], t["credits_up"],
-              t["transfers_down_done"], t["transfers_down"],
-              t["transfers_replaced"], t["transfer_errors"],
-              t["chunks_compared"], t["chunk_mismatches"],
-              t["uploads_announced"], t["uploads_done"],
-              s["baseline_chunks_out"], s["baseline_credits_in"]))
+def print_tables():
+    if summary:
+        print_n_tables()
+
+def print_n_tables():
+    print()
+    print("model 784-%s-10, %d rounds, density 1%%, fp16, zstd-1, plaintext; "
+          "evaluation on 100 test images only (--eval-limit 100)" %
+          (hidden.replace(",", "-"), rounds))
+    print("transport (coordinator and router): %s" % transport)
+    print("%7s %5s %7s %8s %8s %9s %10s %8s %8s" % (
+        "N", "round", "wall_s", "cpu_s", "us/upd", "in_MiB", "out_MiB",
+        "rss_MiB", "hwm_MiB"))
+    for r in rows:
+        print("%7d %5d %7.2f %8.3f %8s %9.1f %10.1f %8s %8s" % (
+            r["devices"], r["round"], r["wall_s"], r["cpu_s"],
+            fmt(r["cpu_us_per_update"]),
+            (r["up_wire_bytes"] + r["other_rx_bytes"]) / 2**20,
+            r["down_wire_bytes"] / 2**20, fmt(mib(r["coord_rss_kb"])),
+            fmt(mib(r["coord_hwm_kb"]))))
+    print()
+    print("%7s %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
+        "N", "complete", "us/upd", "us/upd", "base_us", "base_us", "dec+agg",
+        "rss_MiB", "base_MiB", "swarm_MiB"))
+    print("%7s %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
+        "", "", "all", "r2+", "/msg", "/update", "us/upd", "coord", "router",
+        "rss"))
+    for s in summary:
+        print("%7d %9s %8s %8s %9s %9s %9s %8s %8s %9s" % (
+            s["devices"], "yes" if s["complete"] else (s["stopped"] or "no"),
+            fmt(s["cpu_us_per_update"]),
+            fmt(s["cpu_us_per_update_rounds_2plus"]),
+            fmt(s["baseline_us_per_msg"]), fmt(s["baseline_us_per_update"]),
+            fmt(s["decode_aggregate_us_per_update"]),
+            fmt(mib(s["coord_peak_rss_kb"])),
+            fmt(mib(s["baseline_peak_rss_kb"])),
+            fmt(mib(s["swarm_peak_rss_kb_sum"]))))
+    print()
+    print("transfers seen by the swarm (coordinator runs):")
+    for s in summary:
+        t = s["swarm_transfers"]
+        print("  N=%d: %s chunks down, %s credits up, %s/%s downloads complete, "
+              "%s replaced, %s errors; %s chunks compared, %s differed; "
+              "uploads %s announced, %s done; router baseline: %s chunks out, "
+              "%s credits in" % (
+                  s["devices"], t["chunks_down"], t["credits_up"],
+                  t["transfers_down_done"], t["transfers_down"],
+                  t["transfers_replaced"], t["transfer_errors"],
+                  t["chunks_compared"], t["chunk_mismatches"],
+                  t["uploads_announced"], t["uploads_done"],
+                  s["baseline_chunks_out"], s["baseline_credits_in"]))
+
+print_tables()
 
 by_n = {s["devices"]: s for s in summary}
 done = [s for s in summary if s["cpu_us_per_update"] is not None]

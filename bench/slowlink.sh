@@ -15,6 +15,7 @@
 #   bench/slowlink.sh [--rounds R] [--workers N] [--up RATE] [--down RATE]
 #                     [--configs "dense topk1 topk0.1"] [--out DIR]
 #                     [--bin DIR] [--check-seconds S] [--report-only]
+#                     [--coordinator-args "ARGS"]
 #   R default 30 (--rounds 5 for a quick run), N 8, RATE tc syntax
 #   (1mbit, 10mbit), OUT out/slowlink, DIR the programs (FL_BIN, default
 #   build). --report-only: no runs, the tables from what OUT holds.
@@ -39,7 +40,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 rounds=30 workers=8 up=1mbit down=10mbit out=out/slowlink
-configs="dense topk1 topk0.1" check_secs=2 report_only=0
+configs="dense topk1 topk0.1" check_secs=2 report_only=0 extra=""
 FL_BIN=${FL_BIN:-build}
 FL_DATA=${FL_DATA:-/usr/share/datasets/fashion-mnist}
 while [[ $# -gt 0 ]]; do
@@ -53,7 +54,8 @@ while [[ $# -gt 0 ]]; do
     --bin) FL_BIN=$2; shift 2 ;;
     --check-seconds) check_secs=$2; shift 2 ;;
     --report-only) report_only=1; shift ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --coordinator-args) extra=$2; shift 2 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "slowlink.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
@@ -161,7 +163,7 @@ run_config() {
     "$NETNS" exec coord timeout -s TERM "$watchdog" \
         "$FL_BIN/fedcomp-coordinator" --bind "tcp://*:$PORT" \
         --endpoint-file "$dir/endpoint" --report-dir "$dir/report" \
-        --insecure --log-level debug $common $cargs \
+        --insecure --log-level debug $common $cargs $extra \
         >"$dir/coordinator.out" 2>"$dir/coordinator.log" &
     cpid=$!
     PIDS+=("$cpid")

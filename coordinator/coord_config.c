@@ -71,6 +71,7 @@ enum opt_id {
     OPT_INLINE_BYTES,
     OPT_MAX_INFLIGHT_CHUNKS,
     OPT_UPLOAD_SLOTS,
+    OPT_UPLOAD_STALL_MS,
     OPT_HEARTBEAT_MS,
     OPT_IO_THREADS,
     OPT_BACKLOG,
@@ -144,6 +145,7 @@ static const struct option long_options[] = {
     {"inline-bytes", required_argument, NULL, OPT_INLINE_BYTES},
     {"max-inflight-chunks", required_argument, NULL, OPT_MAX_INFLIGHT_CHUNKS},
     {"upload-slots", required_argument, NULL, OPT_UPLOAD_SLOTS},
+    {"upload-stall-ms", required_argument, NULL, OPT_UPLOAD_STALL_MS},
     {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT_MS},
     {"io-threads", required_argument, NULL, OPT_IO_THREADS},
     {"backlog", required_argument, NULL, OPT_BACKLOG},
@@ -172,6 +174,7 @@ void coord_config_defaults(struct coord_config *cfg)
     cfg->inline_bytes = 64 * 1024;
     cfg->max_inflight_chunks = 64;
     cfg->upload_slots = 8;
+    cfg->upload_stall_ms = 30000;
     cfg->heartbeat_ms = 2000;
     cfg->io_threads = 1;
     cfg->backlog = 1024;
@@ -252,6 +255,9 @@ void coord_config_usage(FILE *out)
         "  --max-inflight-chunks N  chunks sent and not yet acknowledged,\n"
         "                           all devices together (64)\n"
         "  --upload-slots N         chunked updates reassembled at a time (8)\n"
+        "  --upload-stall-ms MS     a slot whose upload sends no chunk for\n"
+        "                           this long is taken back (30000; must\n"
+        "                           exceed one chunk on the slowest link)\n"
         "  --heartbeat-ms MS        ZMTP heartbeat interval, timeout 5x;\n"
         "                           0 = off (2000; see docs/scale.md)\n"
         "  --io-threads N           ZeroMQ I/O threads (1)\n"
@@ -709,6 +715,8 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
         name = "max-inflight-chunks"; min = 1; max = 1000000; break;
     case OPT_UPLOAD_SLOTS: u32 = &cfg->upload_slots; name = "upload-slots";
         min = 1; max = 4096; break;
+    case OPT_UPLOAD_STALL_MS: u32 = &cfg->upload_stall_ms;
+        name = "upload-stall-ms"; min = 100; max = 86400000; break;
     case OPT_HEARTBEAT_MS: u32 = &cfg->heartbeat_ms; name = "heartbeat-ms";
         max = 3600000; break;
     case OPT_IO_THREADS: u32 = &cfg->io_threads; name = "io-threads";
@@ -977,6 +985,7 @@ static void print_network(const struct coord_config *cfg, FILE *out)
     fprintf(out, "inline-bytes = %zu\n", cfg->inline_bytes);
     fprintf(out, "max-inflight-chunks = %u\n", cfg->max_inflight_chunks);
     fprintf(out, "upload-slots = %u\n", cfg->upload_slots);
+    fprintf(out, "upload-stall-ms = %u\n", cfg->upload_stall_ms);
     fprintf(out, "heartbeat-ms = %u\n", cfg->heartbeat_ms);
     fprintf(out, "io-threads = %u\n", cfg->io_threads);
     fprintf(out, "backlog = %u\n", cfg->backlog);

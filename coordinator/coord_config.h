@@ -44,6 +44,7 @@ struct coord_config {
     size_t inline_bytes;          /* Task payloads above it are chunked */
     uint32_t max_inflight_chunks; /* chunks unacknowledged, all devices */
     uint32_t upload_slots;        /* uploads reassembled at a time */
+    uint32_t upload_stall_ms;     /* a granted upload idle this long: out */
     /* ZeroMQ at scale (docs/scale.md) */
     uint32_t heartbeat_ms;        /* ZMTP heartbeat interval; 0 = off */
     uint32_t io_threads;          /* ZMQ_IO_THREADS */

@@ -1250,6 +1250,43 @@ void coord_engine_start(struct coord_engine *e, uint64_t now_ns)
     enter_waiting(e, now_ns);
 }
 
+static void grant_uploads(struct coord_engine *e, uint64_t now_ns);
+
+/* --upload-stall-ms: a granted upload with no chunk for that long gives
+ * its slot back; the device's update is refused (53). */
+static void drop_stalled_uploads(struct coord_engine *e, uint64_t now_ns)
+{
+    const uint64_t stall = (uint64_t)e->cfg->upload_stall_ms * 1000000u;
+    uint32_t dev = 0;
+    if (now_ns <= stall)
+        return;
+    while (coord_xfer_up_stalled(e->xfer, now_ns - stall, &dev)) {
+        struct coord_device *d = coord_devtab_at(e->devs, dev);
+        uint64_t transfer = 0;
+        coord_xfer_uploading(e->xfer, dev, &transfer);
+        e->row.other_rx_bytes += coord_xfer_up_drop(e->xfer, dev);
+        if (d == NULL)
+            continue;
+        fl_log(FL_LOG_NOTICE, "upload of worker '%s' made no progress for "
+               "%u ms: dropped", d->id, e->cfg->upload_stall_ms);
+        if (d->rstate == COORD_RS_TASKED) {
+            e->pending--;
+            d->rstate = COORD_RS_REJECTED;
+            d->n_rejected++;
+            set_fate(d, PB_UPDATE_NOT_USED, e->round);
+            if (e->round > d->answered_round)
+                d->answered_round = e->round;
+        }
+        if (d->rid_len > 0)
+            send_credit(e, d, transfer, 0, true);
+        snprintf(e->why, sizeof(e->why), "upload stalled");
+        send_reject_why(e, d, NULL, 0, FL_ERR_TRANSFER, true, e->round,
+                        e->why);
+        e->why[0] = '\0';
+    }
+    grant_uploads(e, now_ns);
+}
+
 enum coord_status coord_engine_tick(struct coord_engine *e, uint64_t now_ns)
 {
     /* A few transitions can chain (close -> wait -> open); bound them. */
@@ -1269,6 +1306,7 @@ enum coord_status coord_engine_tick(struct coord_engine *e, uint64_t now_ns)
             break;
         }
         if (e->state == ST_OPEN) {
+            drop_stalled_uploads(e, now_ns);
             if (e->pending == 0 || now_ns >= e->round_deadline) {
                 close_round(e, now_ns);
                 continue;
@@ -1357,7 +1395,7 @@ static bool admit(struct coord_engine *e, const char *id, const uint8_t *rid,
     return false;
 }
 
-static void grant_uploads(struct coord_engine *e);
+static void grant_uploads(struct coord_engine *e, uint64_t now_ns);
 
 static void handle_hello(struct coord_engine *e, const uint8_t *rid,
                          size_t rid_len, const struct pb_hello *h,
@@ -1421,7 +1459,7 @@ static void handle_hello(struct coord_engine *e, const uint8_t *rid,
         }
         /* an upload it had begun is lost with its old connection */
         coord_xfer_up_drop(e->xfer, d->index);
-        grant_uploads(e);
+        grant_uploads(e, now_ns);
         send_task(e, d, now_ns);
     }
 }
@@ -1581,12 +1619,13 @@ static enum fl_err check_announce(struct coord_engine *e,
 }
 
 /* Give free upload slots to waiting uploads: Credit{transfer, 0}. */
-static void grant_uploads(struct coord_engine *e)
+static void grant_uploads(struct coord_engine *e, uint64_t now_ns)
 {
     uint32_t dev = 0;
     uint64_t transfer = 0;
     bool failed = false;
-    while (coord_xfer_up_grant(e->xfer, &dev, &transfer, &failed)) {
+    while (coord_xfer_up_grant(e->xfer, now_ns, &dev, &transfer,
+                               &failed)) {
         struct coord_device *d = coord_devtab_at(e->devs, dev);
         if (d == NULL)
             continue;
@@ -1640,7 +1679,7 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
                        "%llu bytes for round %llu", d->id,
                        (unsigned long long)u->delta.payload_bytes,
                        (unsigned long long)e->round);
-                grant_uploads(e);
+                grant_uploads(e, now_ns);
                 return;
             }
             /* u pointed into the freed message: report without it */
@@ -1772,7 +1811,7 @@ static void handle_chunk(struct coord_engine *e, struct coord_device *d,
         send_reject(e, NULL, rid, rid_len, FL_ERR_UNKNOWN_DEVICE, false, 0);
         return;
     }
-    enum fl_err rc = coord_xfer_up_chunk(e->xfer, d->index, c, len,
+    enum fl_err rc = coord_xfer_up_chunk(e->xfer, d->index, c, len, now_ns,
                                          &received, &complete);
     if (rc != FL_OK) {
         e->row.other_rx_bytes += len;
@@ -1791,7 +1830,7 @@ static void handle_chunk(struct coord_engine *e, struct coord_device *d,
         }
         send_reject(e, d, NULL, 0, FL_ERR_TRANSFER, e->state == ST_OPEN,
                     e->round);
-        grant_uploads(e);
+        grant_uploads(e, now_ns);
         return;
     }
     send_credit(e, d, c->transfer, received, false);
@@ -1822,7 +1861,7 @@ static void handle_chunk(struct coord_engine *e, struct coord_device *d,
     }
     fl_free(payload);
     pb_msg_destroy(&msg);
-    grant_uploads(e);
+    grant_uploads(e, now_ns);
 }
 
 static void handle_bye(struct coord_engine *e, struct coord_device *d)

@@ -77,6 +77,7 @@ struct xdev {
     uint64_t up_transfer;
     uint64_t up_bytes;
     uint64_t up_wire;
+    uint64_t up_progress_ns;  /* grant or last chunk */
     struct pb_xfer_rx rx;
 };
 
@@ -89,6 +90,7 @@ struct coord_xfer {
     uint64_t clock;
     uint32_t qhead, qtail;         /* devices that may be sent a chunk */
     uint32_t uhead, utail;         /* uploads waiting for a slot */
+    uint32_t *active;              /* devices holding a slot */
     struct coord_xfer_stats st;
 };
 
@@ -104,7 +106,10 @@ enum fl_err coord_xfer_new(const struct coord_xfer_cfg *cfg,
     if (x == NULL)
         return FL_ERR_NOMEM;
     x->blobs = fl_calloc(cfg->max_blobs, sizeof(*x->blobs));
-    if (x->blobs == NULL) {
+    x->active = fl_calloc(cfg->upload_slots, sizeof(*x->active));
+    if (x->blobs == NULL || x->active == NULL) {
+        fl_free(x->blobs);
+        fl_free(x->active);
         fl_free(x);
         return FL_ERR_NOMEM;
     }
@@ -159,6 +164,7 @@ void coord_xfer_destroy(struct coord_xfer **xp)
         }
     }
     fl_free(x->blobs);
+    fl_free(x->active);
     fl_free(x->devs);
     fl_free(x);
     *xp = NULL;
@@ -448,6 +454,12 @@ static void up_reset(struct coord_xfer *x, struct xdev *d)
         u_remove(x, d);
         x->st.uploads_waiting--;
     } else if (d->up == UP_RECEIVING) {
+        for (uint32_t i = 0; i < x->st.uploads_active; i++) {
+            if (x->devs[x->active[i]] == d) {
+                x->active[i] = x->active[x->st.uploads_active - 1];
+                break;
+            }
+        }
         x->st.uploads_active--;
     }
     pb_xfer_rx_reset(&d->rx);
@@ -488,8 +500,8 @@ enum fl_err coord_xfer_up_announce(struct coord_xfer *x, uint32_t dev,
     return FL_OK;
 }
 
-bool coord_xfer_up_grant(struct coord_xfer *x, uint32_t *dev,
-                         uint64_t *transfer, bool *failed)
+bool coord_xfer_up_grant(struct coord_xfer *x, uint64_t now_ns,
+                         uint32_t *dev, uint64_t *transfer, bool *failed)
 {
     *failed = false;
     if (x->uhead == NONE || x->st.uploads_active >= x->cfg.upload_slots)
@@ -508,13 +520,15 @@ bool coord_xfer_up_grant(struct coord_xfer *x, uint32_t *dev,
         return true;
     }
     d->up = UP_RECEIVING;
-    x->st.uploads_active++;
+    d->up_progress_ns = now_ns;
+    x->active[x->st.uploads_active++] = i;
     return true;
 }
 
 enum fl_err coord_xfer_up_chunk(struct coord_xfer *x, uint32_t dev,
                                 const struct pb_chunk *c, size_t frame_len,
-                                uint32_t *received, bool *complete)
+                                uint64_t now_ns, uint32_t *received,
+                                bool *complete)
 {
     struct xdev *d = dev_find(x, dev);
     *complete = false;
@@ -530,6 +544,7 @@ enum fl_err coord_xfer_up_chunk(struct coord_xfer *x, uint32_t dev,
         return FL_ERR_TRANSFER;
     }
     d->up_wire += frame_len;
+    d->up_progress_ns = now_ns;
     *received = d->rx.received;
     x->st.chunks_received++;
     return FL_OK;
@@ -558,6 +573,18 @@ uint64_t coord_xfer_up_drop(struct coord_xfer *x, uint32_t dev)
     const uint64_t wire = d->up_wire;
     up_reset(x, d);
     return wire;
+}
+
+bool coord_xfer_up_stalled(const struct coord_xfer *x, uint64_t before_ns,
+                           uint32_t *dev)
+{
+    for (uint32_t i = 0; i < x->st.uploads_active; i++) {
+        if (x->devs[x->active[i]]->up_progress_ns < before_ns) {
+            *dev = x->active[i];
+            return true;
+        }
+    }
+    return false;
 }
 
 bool coord_xfer_uploading(const struct coord_xfer *x, uint32_t dev,

@@ -112,8 +112,8 @@ enum fl_err coord_xfer_up_announce(struct coord_xfer *x, uint32_t dev,
  * *transfer to send Credit{transfer, 0} to. false when no slot is free or
  * nobody waits. An allocation failure drops that upload: *failed is set
  * and *dev names it. */
-bool coord_xfer_up_grant(struct coord_xfer *x, uint32_t *dev,
-                         uint64_t *transfer, bool *failed);
+bool coord_xfer_up_grant(struct coord_xfer *x, uint64_t now_ns,
+                         uint32_t *dev, uint64_t *transfer, bool *failed);
 
 /* A Chunk from dev. FL_OK (*received: chunks taken in so far, for the
  * Credit; *complete when it was the last); FL_ERR_TRANSFER when dev has no
@@ -121,7 +121,15 @@ bool coord_xfer_up_grant(struct coord_xfer *x, uint32_t *dev,
  * upload dev had, waiting or granted, is then dropped. */
 enum fl_err coord_xfer_up_chunk(struct coord_xfer *x, uint32_t dev,
                                 const struct pb_chunk *c, size_t frame_len,
-                                uint32_t *received, bool *complete);
+                                uint64_t now_ns, uint32_t *received,
+                                bool *complete);
+
+/* A granted upload that has made no progress (grant or chunk) since
+ * before_ns: *dev names it (the caller drops it). false when none. A slot
+ * held by a device that sends nothing would otherwise block uploads for
+ * the rest of the round. */
+bool coord_xfer_up_stalled(const struct coord_xfer *x, uint64_t before_ns,
+                           uint32_t *dev);
 
 /* A complete upload: the announced message (caller owns it now,
  * pb_msg_destroy()), the payload (caller fl_free()s it) and the wire bytes

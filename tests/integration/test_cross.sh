@@ -11,8 +11,9 @@
 #      of the first 4,000 images): the round is committed with the arm64
 #      worker's update (rounds.csv, devices.csv, the worker's "was used"
 #      line and its bytes), every process exits 0; prints the worker's peak
-#      RSS, which under qemu-user is the emulator process's (guest memory
-#      plus qemu itself and its translated code).
+#      RSS (its own ru_maxrss from its "round 1 cost" line, at most GNU
+#      time's over the whole run), which under qemu-user is the emulator
+#      process's (guest memory plus qemu itself and its translated code).
 # Exits 77 after "skip: REASON" when the cross toolchain, the arm64
 # libraries or qemu-aarch64 are missing (deploy/deps.sh --cross aarch64
 # installs them).
@@ -101,10 +102,14 @@ dev_b=$(awk -F, '
     fl_fail "devices.csv has $dev_b up bytes for w0, it logged $b"
 [[ $(fl_sum "$csv" up_wire_bytes) -eq $b ]] ||
     fl_fail "rounds.csv up_wire_bytes != the arm64 worker's $b bytes"
-rss=$(tail -1 "$dir/w0.rss")
-[[ $rss =~ ^[0-9]+$ && $rss -gt 0 ]] || fl_fail "no peak RSS in $dir/w0.rss"
+life=$(tail -1 "$dir/w0.rss")
+[[ $life =~ ^[0-9]+$ && $life -gt 0 ]] || fl_fail "no peak RSS in $dir/w0.rss"
+rss=$(sed -n 's/.*round 1 cost: .*peak RSS \([0-9]*\) KiB.*/\1/p' "$dir/w0.log")
+[[ $rss =~ ^[0-9]+$ && $rss -gt 0 ]] ||
+    fl_fail "no 'round 1 cost: ... peak RSS' line in $dir/w0.log"
+[[ $rss -le $life ]] || fl_fail "the worker's peak RSS $rss KiB > GNU time's $life KiB"
 fl_ok "arm64 worker under $(basename "$QEMU"): round 1 committed with its update" \
     "($b bytes, $secs s)"
 echo "peak RSS under qemu-aarch64 (includes the emulator):" \
-    "$rss KiB; $(grep -o 'train [0-9]* ms' "$dir/w0.log" | head -1)"
+    "$rss KiB; $(grep -o 'train [0-9.]* ms' "$dir/w0.log" | head -1)"
 echo "PASS"

@@ -10,9 +10,9 @@
 #      default MLP on shard 0/8 of Fashion-MNIST (7,500 images): the round
 #      is committed with its update (rounds.csv, devices.csv, the worker's
 #      "was used" line and its bytes), every process exits 0; then the same
-#      round with the dynamic worker, and prints both workers' peak RSS
-#      (GNU time's maximum resident set size, the ru_maxrss the worker puts
-#      in its Update stats).
+#      round with the dynamic worker, and prints both workers' peak RSS:
+#      the worker's own (ru_maxrss, its "round 1 cost: ... peak RSS" line),
+#      which must be > 0 and at most GNU time's peak over the whole run.
 # Not in the ASan subset: it is about the release build's linking.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -106,8 +106,14 @@ one_round() {
         fl_fail "devices.csv has $dev_b up bytes for w0, it logged $b"
     [[ $(fl_sum "$csv" up_wire_bytes) -eq $b ]] ||
         fl_fail "rounds.csv up_wire_bytes != the worker's $b bytes"
-    RSS_KB=$(tail -1 "$dir/w0.rss")
-    [[ $RSS_KB =~ ^[0-9]+$ && $RSS_KB -gt 0 ]] || fl_fail "no peak RSS in $dir/w0.rss"
+    local life
+    life=$(tail -1 "$dir/w0.rss")
+    [[ $life =~ ^[0-9]+$ && $life -gt 0 ]] || fl_fail "no peak RSS in $dir/w0.rss"
+    RSS_KB=$(sed -n 's/.*round 1 cost: .*peak RSS \([0-9]*\) KiB.*/\1/p' "$dir/w0.log")
+    [[ $RSS_KB =~ ^[0-9]+$ && $RSS_KB -gt 0 ]] ||
+        fl_fail "no 'round 1 cost: ... peak RSS' line in $dir/w0.log"
+    [[ $RSS_KB -le $life ]] ||
+        fl_fail "the worker's peak RSS $RSS_KB KiB > GNU time's $life KiB"
     UP_BYTES=$b
 }
 

@@ -614,7 +614,8 @@ static void test_chunked_limits(void **state)
     (void)state;
     struct harness *h = harness_new("--min-devices 2 --rounds 2 "
                                     "--quorum 0 --chunk-bytes 1024 "
-                                    "--density 0.25", true);
+                                    "--density 0.25 "
+                                    "--upload-stall-ms 100000", true);
     hello(h, 1, "w1", 100);
     hello(h, 2, "w2", 100);
     assert_int_equal(coord_engine_tick(h->e, h->now), COORD_RUNNING);
@@ -651,6 +652,44 @@ static void test_chunked_limits(void **state)
     assert_non_null(t);
     assert_int_equal(t->last_update, PB_UPDATE_NOT_USED);
     assert_int_equal(t->last_update_round, 1);
+    harness_free(h);
+}
+
+/* A device that is granted an upload slot and sends nothing loses it after
+ * --upload-stall-ms, and its update for the round is refused (53). */
+static void test_chunked_stall(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new("--min-devices 2 --rounds 1 "
+                                    "--chunk-bytes 1024 --density 0.25 "
+                                    "--upload-slots 1 --upload-stall-ms 5000",
+                                    true);
+    hello(h, 1, "w1", 100);
+    hello(h, 2, "w2", 100);
+    assert_int_equal(coord_engine_tick(h->e, h->now), COORD_RUNNING);
+    float held[DIM];
+    assert_non_null(take_task(h, 1, held));
+    assert_non_null(take_task(h, 2, held));
+    const uint8_t *payload = NULL;
+    size_t plen = 0;
+    announce_update(h, 1, 1, 11, &payload, &plen);
+    assert_non_null(take(h, 1, PB_BODY_CREDIT, NULL));
+    announce_update(h, 2, 1, 22, &payload, &plen);
+    assert_null(take(h, 2, PB_BODY_CREDIT, NULL));   /* waits */
+    h->now += 4 * S;
+    coord_engine_tick(h->e, h->now);
+    assert_int_equal(count_to(h, 1), 0);
+    h->now += 2 * S;
+    coord_engine_tick(h->e, h->now);
+    const struct pb_envelope *cr = take(h, 1, PB_BODY_CREDIT, NULL);
+    assert_non_null(cr);
+    assert_true(cr->credit.cancel);
+    assert_int_equal(take_reject(h, 1)->code, FL_ERR_TRANSFER);
+    /* the slot went to w2 */
+    cr = take(h, 2, PB_BODY_CREDIT, NULL);
+    assert_non_null(cr);
+    assert_int_equal(cr->credit.transfer, 22);
+    assert_false(cr->credit.cancel);
     harness_free(h);
 }
 
@@ -1341,6 +1380,7 @@ int main(void)
         cmocka_unit_test(test_round_commits_weighted_mean),
         cmocka_unit_test(test_chunked_transfers),
         cmocka_unit_test(test_chunked_limits),
+        cmocka_unit_test(test_chunked_stall),
         cmocka_unit_test(test_every_reject_code),
         cmocka_unit_test(test_deadline_quorum_and_late),
         cmocka_unit_test(test_abandon_retry_and_give_up),

@@ -305,7 +305,7 @@ static void test_upload_slots(void **state)
     bool failed = false, complete = false;
     (void)state;
 
-    assert_false(coord_xfer_up_grant(x, &dev, &transfer, &failed));
+    assert_false(coord_xfer_up_grant(x, 100, &dev, &transfer, &failed));
     {
         struct pb_msg *am = announce_msg(41, bytes, &alen);
         assert_int_equal(coord_xfer_up_announce(x, 4, am, alen, 41,
@@ -318,15 +318,19 @@ static void test_upload_slots(void **state)
     }
     assert_true(coord_xfer_uploading(x, 6, &tr));
     assert_int_equal(tr, 61);
-    assert_true(coord_xfer_up_grant(x, &dev, &transfer, &failed));
+    assert_true(coord_xfer_up_grant(x, 100, &dev, &transfer, &failed));
     assert_false(failed);
     assert_int_equal(dev, 4);
     assert_int_equal(transfer, 41);
+    /* granted at 100 and nothing since: stalled for a cut-off after it */
+    assert_false(coord_xfer_up_stalled(x, 100, &dev));
+    assert_true(coord_xfer_up_stalled(x, 101, &dev));
+    assert_int_equal(dev, 4);
     /* one slot: device 6 waits */
-    assert_false(coord_xfer_up_grant(x, &dev, &transfer, &failed));
+    assert_false(coord_xfer_up_grant(x, 100, &dev, &transfer, &failed));
     /* a chunk from the waiting device is refused and drops its upload */
     struct pb_chunk c = {61, 0, 3, body, CH};
-    assert_int_equal(coord_xfer_up_chunk(x, 6, &c, CH + 20, &received,
+    assert_int_equal(coord_xfer_up_chunk(x, 6, &c, CH + 20, 200, &received,
                                          &complete), FL_ERR_TRANSFER);
     assert_false(coord_xfer_uploading(x, 6, NULL));
     {
@@ -337,8 +341,10 @@ static void test_upload_slots(void **state)
     for (uint32_t s = 0; s < 3; s++) {
         c = (struct pb_chunk){41, s, 3, body + (size_t)s * CH,
                               s < 2 ? CH : 10};
-        assert_int_equal(coord_xfer_up_chunk(x, 4, &c, c.len + 20,
+        assert_int_equal(coord_xfer_up_chunk(x, 4, &c, c.len + 20, 200,
                                              &received, &complete), FL_OK);
+        /* progress at 200: not stalled before 150 */
+        assert_false(coord_xfer_up_stalled(x, 150, &dev));
         assert_int_equal(received, s + 1);
         assert_int_equal(complete, s == 2);
     }
@@ -357,11 +363,11 @@ static void test_upload_slots(void **state)
     pb_msg_destroy(&msg);
     assert_false(coord_xfer_uploading(x, 4, NULL));
     /* the slot is free: device 6 gets it */
-    assert_true(coord_xfer_up_grant(x, &dev, &transfer, &failed));
+    assert_true(coord_xfer_up_grant(x, 100, &dev, &transfer, &failed));
     assert_int_equal(dev, 6);
     /* out of order: dropped, slot free again */
     c = (struct pb_chunk){61, 1, 3, body, CH};
-    assert_int_equal(coord_xfer_up_chunk(x, 6, &c, CH, &received,
+    assert_int_equal(coord_xfer_up_chunk(x, 6, &c, CH, 200, &received,
                                          &complete), FL_ERR_TRANSFER);
     assert_false(coord_xfer_uploading(x, 6, NULL));
     struct coord_xfer_stats st;
@@ -375,7 +381,7 @@ static void test_upload_slots(void **state)
                                                 bytes), FL_OK);
     }
     assert_int_equal(coord_xfer_up_drop(x, 9), alen);
-    assert_false(coord_xfer_up_grant(x, &dev, &transfer, &failed));
+    assert_false(coord_xfer_up_grant(x, 100, &dev, &transfer, &failed));
     coord_xfer_destroy(&x);
 }
 
