@@ -130,6 +130,13 @@ round_timeout=$(awk -v u="$up_bits" -v d="$down_bits" -v n=$DIM 'BEGIN {
     printf "%d", 60 + 4 * (n * 4 * 8 / u + n * 4 * 8 / d) }')
 
 mkdir -p "$out"
+{
+    echo "programs: $FL_BIN ($("$FL_BIN/fedcomp-coordinator" --version 2>&1 | head -1)," \
+        "built $(date -r "$FL_BIN/fedcomp-coordinator" '+%F %T')), source HEAD" \
+        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        "(uncommitted changes not recorded)"
+    echo "machine: $(nproc) cores, $(uname -r)"
+} >"$out/programs.txt"
 echo "slowlink: $workers workers, uplink $up, downlink $down, $rounds rounds," \
     "configs: $configs; round timeout ${round_timeout} s"
 "$NETNS" up "$workers" --up "$up" --down "$down" || die "netns up failed"
@@ -158,6 +165,7 @@ run_config() {
     mkdir -p "$dir"
     watchdog=$((rounds * round_timeout + 300))
     tc_sent_all "$dir/tc-before.txt"
+    cat /proc/loadavg >"$dir/loadavg"  # the machine is shared: its load
     t0=$(date +%s)
     # shellcheck disable=SC2086
     "$NETNS" exec coord timeout -s TERM "$watchdog" \
@@ -497,6 +505,18 @@ txt = "\n".join(lines) + "\n"
 sys.stdout.write(txt)
 with open(os.path.join(out, "summary.txt"), "w") as fo:
     fo.write(txt)
+    for c in configs:
+        try:
+            with open(os.path.join(out, c, "loadavg")) as fl:
+                fo.write("%s: load average before the run: %s\n" % (
+                    c, " ".join(fl.read().split()[:3])))
+        except OSError:
+            pass
+    try:
+        with open(os.path.join(out, "programs.txt")) as fl:
+            fo.write(fl.read())
+    except OSError:
+        pass
     try:
         with open(os.path.join(out, "links.txt")) as fl:
             fo.write("\nlink check (deploy/netns/netns.sh check):\n" + fl.read())

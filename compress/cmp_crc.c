@@ -31,13 +31,13 @@
 #include <immintrin.h>
 #endif
 
+#ifdef CMP_CRC_CLMUL
+
 /* zlib's value continues a "raw" CRC state c as ~crc32_z(~c, ...). */
 static uint32_t crc_raw_zlib(uint32_t c, const uint8_t *p, size_t len)
 {
     return ~(uint32_t)crc32_z(~c & 0xffffffffu, p, len);
 }
-
-#ifdef CMP_CRC_CLMUL
 
 static inline __m128i load16(const uint8_t *p)
 {

@@ -26,7 +26,6 @@
  */
 #include "worker/wrk_client.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -369,7 +368,14 @@ static void resolve(struct wrk_client *c, uint64_t round, bool used,
                     const char *why)
 {
     size_t k = 0;
+    /* Once its fate is known (above all when restored into the residual)
+     * no more of the update may reach the coordinator. */
+    if (wrk_xfer_tx_active(&c->tx) && c->tx.round == round)
+        end_upload(c, false, " (its fate is known)");
     const enum wrk_fate fate = wrk_update_apply_fate(c->upd, round, used, &k);
+    if (fate != WRK_FATE_NO_PENDING && fate != WRK_FATE_OTHER_ROUND &&
+        c->snd.round == round)
+        c->snd.valid = false;
     /* A used update only leaves the file with a stale pending update,
      * whose fate a restarted worker learns again (the coordinator keeps
      * it): no write, so a normal round costs one. */
@@ -1151,10 +1157,9 @@ static void do_round(struct wrk_client *c, const struct pb_task *t,
                t->round, fl_strerror(rc));
         return;
     }
-    /* The encode replaces the payload an upload borrows: none may be left
-     * (on_task ended any of another round). */
-    assert(!wrk_xfer_tx_active(&c->tx));
-    wrk_xfer_tx_reset(&c->tx);
+    /* The encode replaces the payload an upload borrows (on_task has
+     * ended any upload of another round; this only guards odd verdicts) */
+    end_upload(c, false, " (a new update replaces it)");
     c->snd.valid = false;
     t1 = fl_now_ns();
     rc = wrk_update_encode(c->upd, t->round, c->u, &rw->s, &rw->enc);
