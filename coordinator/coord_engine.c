@@ -612,6 +612,23 @@ static void send_credit(struct coord_engine *e, struct coord_device *d,
     send_env(e, d, NULL, 0, &env);
 }
 
+static void set_fate(struct coord_device *d, uint32_t status,
+                     uint64_t round);
+
+/* A cohort member's upload of the open round failed (broken, stalled, no
+ * memory): that is its update for the round, refused. */
+static void refuse_upload(struct coord_engine *e, struct coord_device *d)
+{
+    if (d->rstate != COORD_RS_TASKED)
+        return;
+    e->pending--;
+    d->rstate = COORD_RS_REJECTED;
+    d->n_rejected++;
+    set_fate(d, PB_UPDATE_NOT_USED, e->round);
+    if (e->round > d->answered_round)
+        d->answered_round = e->round;
+}
+
 static bool version_known(const struct coord_engine *e, uint64_t v)
 {
     if (e->down != NULL)
@@ -1269,14 +1286,7 @@ static void drop_stalled_uploads(struct coord_engine *e, uint64_t now_ns)
             continue;
         fl_log(FL_LOG_NOTICE, "upload of worker '%s' made no progress for "
                "%u ms: dropped", d->id, e->cfg->upload_stall_ms);
-        if (d->rstate == COORD_RS_TASKED) {
-            e->pending--;
-            d->rstate = COORD_RS_REJECTED;
-            d->n_rejected++;
-            set_fate(d, PB_UPDATE_NOT_USED, e->round);
-            if (e->round > d->answered_round)
-                d->answered_round = e->round;
-        }
+        refuse_upload(e, d);
         if (d->rid_len > 0)
             send_credit(e, d, transfer, 0, true);
         snprintf(e->why, sizeof(e->why), "upload stalled");
@@ -1632,12 +1642,7 @@ static void grant_uploads(struct coord_engine *e, uint64_t now_ns)
         if (failed) {
             fl_log(FL_LOG_ERR, "no memory for the upload of worker '%s'",
                    d->id);
-            if (d->rstate == COORD_RS_TASKED) {
-                e->pending--;
-                d->rstate = COORD_RS_REJECTED;
-                d->n_rejected++;
-                set_fate(d, PB_UPDATE_NOT_USED, e->round);
-            }
+            refuse_upload(e, d);
             send_credit(e, d, transfer, 0, true);
             continue;
         }
@@ -1685,11 +1690,7 @@ static void handle_update(struct coord_engine *e, struct coord_device *d,
             /* u pointed into the freed message: report without it */
             fl_log(FL_LOG_ERR, "cannot queue the upload of worker '%s': %s",
                    d->id, fl_strerror(rc));
-            if (d->rstate == COORD_RS_TASKED) {
-                e->pending--;
-                d->rstate = COORD_RS_REJECTED;
-                set_fate(d, PB_UPDATE_NOT_USED, e->round);
-            }
+            refuse_upload(e, d);
             send_reject(e, d, NULL, 0, rc, true, e->round);
             return;
         }
@@ -1820,14 +1821,8 @@ static void handle_chunk(struct coord_engine *e, struct coord_device *d,
                c->total, (unsigned long long)c->transfer, d->id);
         coord_metrics_on_update(e->metrics, FL_ERR_TRANSFER, len, 0);
         /* a broken upload is the device's update for the round */
-        if (e->state == ST_OPEN && d->rstate == COORD_RS_TASKED) {
-            e->pending--;
-            d->rstate = COORD_RS_REJECTED;
-            d->n_rejected++;
-            set_fate(d, PB_UPDATE_NOT_USED, e->round);
-            if (e->round > d->answered_round)
-                d->answered_round = e->round;
-        }
+        if (e->state == ST_OPEN)
+            refuse_upload(e, d);
         send_reject(e, d, NULL, 0, FL_ERR_TRANSFER, e->state == ST_OPEN,
                     e->round);
         grant_uploads(e, now_ns);

@@ -1137,11 +1137,30 @@ static void test_chunked_task_resent(void **state)
     assert_int_equal(d2.checksum, d1.checksum);
     expect_credit(&f, 11, 0, true);
     fake_credit(&f, d1.payload_transfer, 0, false); /* the old one: no */
+    const uint64_t old1 = d1.payload_transfer;
     const size_t up = ann + fake_take_upload(&f, &d2, 3);
-    send_bye(&f, PB_UPDATE_USED, 1);
+
+    /* a verdict on the update being uploaded stops the upload at once:
+     * once restored, none of it may reach the coordinator */
+    fake_task_x(&f, 2, 2, PB_UPDATE_USED, 1, &X_DENSE, NULL, NULL);
+    expect_announcement(&f, 2, &d1, &ann);
+    fake_task_x(&f, 2, 2, PB_UPDATE_NOT_USED, 2, &X_DENSE, NULL, NULL);
+    expect_announcement(&f, 2, &d2, &ann);
+    assert_true(d2.payload_transfer != d1.payload_transfer);
+    fake_credit(&f, d1.payload_transfer, 0, false); /* ignored */
+    fake_take_upload(&f, &d2, 3);
+    send_bye(&f, PB_UPDATE_USED, 2);
     assert_int_equal(runner_join(&r), WRK_EXIT_OK);
+    expect_log("upload of the update of round 2 stopped after 0 of 16 "
+               "chunks (its fate is known)",
+               1);
+    expect_log("update of round 2 was not used: restored", 1);
+    expect_log("update of round 2 was used", 1);
     snprintf(needle, sizeof(needle), "sent update round 1 again: %zu bytes "
              "(task re-sent, payload in 16 chunks)", up);
+    expect_log(needle, 1);
+    snprintf(needle, sizeof(needle), "credit for transfer %016" PRIx64
+             " (0), which is not being sent: ignored", old1);
     expect_log(needle, 1);
     snprintf(needle, sizeof(needle), "credit for transfer %016" PRIx64
              " (0), which is not being sent: ignored", d1.payload_transfer);
