@@ -21,7 +21,8 @@ B := build
 
 .DEFAULT_GOAL := all
 OUTER_TARGETS := all test check bench bench-compress bench-scale fuzz demo sweep \
-                 install check-valgrind programs worker-static
+                 install check-valgrind programs worker-static bench-worker \
+                 bench-slowlink soak
 
 ifdef CROSS
 # cross mode: only the worker, in build/$(CROSS) (B=... overrides)
@@ -192,7 +193,7 @@ $(foreach v,rel asan,$(eval $(call VARIANT,$(v))))
 
 .SECONDARY:
 .PHONY: all programs test check bench bench-compress bench-scale fuzz demo sweep install \
-        check-valgrind build-rel build-asan
+        check-valgrind build-rel build-asan bench-worker bench-slowlink soak
 
 # Programs are also placed directly in build/ (build/fedcomp-coordinator).
 programs: build-rel
@@ -213,6 +214,19 @@ bench-compress: programs
 
 bench-scale: programs
 	@bench/scale.sh
+
+# the worker's cost on a device: compression against training, peak RSS
+bench-worker: programs
+	@bench/worker_cost.sh
+
+# 8 workers behind 1 Mbit/s uplinks in network namespaces (needs root):
+# make bench-slowlink SLOWLINK_ARGS="--rounds 5"
+bench-slowlink: programs
+	@bench/slowlink.sh $(SLOWLINK_ARGS)
+
+# 300 rounds with 1,000 churning swarm devices, then a LeakSanitizer run
+soak: programs build-asan
+	@bench/soak.sh $(SOAK_ARGS)
 
 demo: programs
 	@deploy/demo.sh

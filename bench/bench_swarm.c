@@ -1656,9 +1656,12 @@ static enum fl_err slot_take_chunk(struct proc *p, const struct dev_rx *x,
         }
         return FL_OK;
     }
-    if (c->seq > s->rx.received ||
-        pb_xfer_rx_add(&s->rx, c, &complete) != FL_OK) {
-        slot_fail(p, s);   /* it began after some chunks went by */
+    if (c->seq > s->rx.received)
+        return FL_OK;   /* a device that began before the slot: ahead of
+                         * it, not compared; the devices that began after
+                         * it fill it in order */
+    if (pb_xfer_rx_add(&s->rx, c, &complete) != FL_OK) {
+        slot_fail(p, s);
         return FL_OK;
     }
     s->stamp = ++p->model.stamp;

@@ -137,7 +137,8 @@ struct dev {
     uint32_t next;            /* next seq to send */
     uint32_t acked;           /* credited */
     uint32_t limit;           /* seq < limit may be sent */
-    uint64_t last_ns;         /* download began or was credited */
+    uint64_t last_ns;         /* chunks went out to an idle window, or the
+                               * last credit came */
     /* upload of an announced Update */
     uint64_t up_transfer;     /* 0: none */
     uint64_t up_bytes;
@@ -802,6 +803,8 @@ static void pump(struct router *r, struct dev *d)
             download_end(r, d);
             return;
         }
+        if (d->next == d->acked)
+            d->last_ns = fl_now_ns();   /* a wait for the cap is no stall */
         r->st.chunks_out++;
         r->st.chunk_bytes_out +=
             pb_xfer_chunk_len(c->payload_bytes, r->o->chunk_bytes, d->next);
@@ -836,15 +839,15 @@ static void send_task(struct router *r, struct dev *d)
     r->st.downloads++;
     d->down = d->round;
     d->limit = r->o->chunk_window;
-    d->last_ns = fl_now_ns();
     if (r->qhead[Q_STARTED] == NO_DEV && r->qhead[Q_NEW] == NO_DEV)
         pump(r, d);
     else
         enqueue(r, d);       /* behind those waiting for the cap */
 }
 
-/* Downloads whose device stopped crediting (it reconnected under a new
- * routing id, or vanished) give their place in flight back. */
+/* Downloads whose device stopped crediting chunks it was sent (it
+ * reconnected under a new routing id, or vanished) give their place in
+ * flight back. Time spent waiting for the cap does not count. */
 static void expire_stalled(struct router *r, uint64_t now)
 {
     const uint64_t stall = (uint64_t)r->o->stall_ms * NS_PER_MS;
@@ -1164,6 +1167,9 @@ static bool run_loop(struct router *r)
             if (got == 0)
                 break;
         }
+        /* downloads that ended without a credit (replaced, failed) freed
+         * their places: hand them on */
+        serve_queue(r);
     }
     return stop_signal == 0;
 }

@@ -9,5 +9,7 @@ echo "== fedcomp-bench compress"
 build/fedcomp-bench compress | tee out/bench-compress.txt
 echo "== fedcomp-bench train"
 build/fedcomp-bench train | tee out/bench-train.txt
+echo "== worker cost (bench/worker_cost.sh)"
+bench/worker_cost.sh | tee out/bench-worker-cost.txt
 echo "== accuracy benchmark"
 bench/accuracy.sh --seeds "${BENCH_SEEDS:-3}"

@@ -36,7 +36,7 @@
 # The link's own bytes (L2, with TCP/IP headers) come from the tc counters
 # of the shapers.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 
 rounds=30 workers=8 up=1mbit down=10mbit out=out/slowlink

@@ -25,7 +25,7 @@
 # FL_BIN (default build/) points at the programs. Prints the table; exit 0
 # when the runs completed (MISSED targets are reported, not an error).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 FL_BIN=${FL_BIN:-build}
 workers=2 rounds=4 hidden=1024,200 train_limit=0 out=out/bench-worker-cost
 while [[ $# -gt 0 ]]; do

@@ -169,7 +169,7 @@ void coord_config_defaults(struct coord_config *cfg)
     cfg->max_msg_rate = 50;
     cfg->max_msg_burst = 100;
     cfg->max_message = 64 * MiB;
-    cfg->chunk_bytes = MiB;
+    cfg->chunk_bytes = 256 * 1024;
     cfg->chunk_window = 4;
     cfg->inline_bytes = 64 * 1024;
     cfg->max_inflight_chunks = 64;
@@ -247,7 +247,9 @@ void coord_config_usage(FILE *out)
         "  --max-message BYTES      largest message or chunked payload\n"
         "                           accepted; K/M/G suffixes (64M)\n"
         "  --chunk-bytes BYTES      chunk size of large payloads, both\n"
-        "                           ways; frames are at most this + 64K (1M)\n"
+        "                           ways; frames are at most this + 64K;\n"
+        "                           one chunk must cross the slowest uplink\n"
+        "                           well within 5 x --heartbeat-ms (256K)\n"
         "  --chunk-window N         chunks in flight per transfer (4)\n"
         "  --inline-bytes BYTES     model payloads above it are sent as\n"
         "                           shared chunks (64K; at most --chunk-bytes\n"

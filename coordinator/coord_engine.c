@@ -2026,6 +2026,19 @@ void coord_engine_on_message_auth(struct coord_engine *e,
     e->auth_id = NULL;
 }
 
+bool coord_engine_in_transfer(const struct coord_engine *e,
+                              const uint8_t *rid, size_t rid_len,
+                              const char *user_id)
+{
+    const struct coord_device *d = coord_devtab_by_rid(e->devs, rid,
+                                                       rid_len);
+    if (d == NULL || (user_id != NULL && user_id[0] != '\0' &&
+                      strcmp(d->id, user_id) != 0))
+        return false;
+    return coord_xfer_downloading(e->xfer, d->index) ||
+           coord_xfer_up_receiving(e->xfer, d->index);
+}
+
 size_t coord_engine_revoke(struct coord_engine *e,
                            bool (*allowed)(void *ctx, const char *id),
                            void *ctx)

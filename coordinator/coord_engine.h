@@ -147,6 +147,15 @@ void coord_engine_on_message_auth(struct coord_engine *e,
                                   size_t len, size_t extra_frames,
                                   size_t extra_bytes, uint64_t now_ns);
 
+/* Is a transfer open with the device on this routing id (a download it
+ * may credit, or an upload it was granted)? The transport exempts its
+ * Chunk/Credit messages from --max-msg-rate then: the credit window
+ * already bounds them, and a rate limit would stall a large model.
+ * user_id as in coord_engine_on_message_auth(). */
+bool coord_engine_in_transfer(const struct coord_engine *e,
+                              const uint8_t *rid, size_t rid_len,
+                              const char *user_id);
+
 /* Keys were revoked: every connected device for which allowed(ctx, id) is
  * false gets Bye{"key revoked"}, is gone for the open round and its
  * routing id is forgotten (its later messages are the transport's to

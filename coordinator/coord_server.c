@@ -24,6 +24,7 @@
 #include "coordinator/coord_zap.h"
 #include "model/mdl_data.h"
 #include "model/mdl_trainer.h"
+#include "proto/pb_msg.h"
 
 #define RECV_BATCH 1024
 #define POLL_MAX_MS 250
@@ -369,7 +370,15 @@ static void deliver(struct server *s, zmq_msg_t *rid, zmq_msg_t *body,
         s->revoked_logged = true;
         return;
     }
-    if (!rate_ok(s, rid, uid))
+    /* Chunks and Credits of an open transfer are paced by the credit
+     * window, not by the message rate (docs/protocol.md "Transfers") */
+    const enum pb_body kind = pb_peek_body(zmq_msg_data(body),
+                                           zmq_msg_size(body));
+    const bool paced = (kind == PB_BODY_CHUNK || kind == PB_BODY_CREDIT) &&
+                       nextra == 0 &&
+                       coord_engine_in_transfer(s->engine, zmq_msg_data(rid),
+                                                zmq_msg_size(rid), uid);
+    if (!paced && !rate_ok(s, rid, uid))
         return;
     coord_engine_on_message_auth(s->engine, zmq_msg_data(rid),
                                  zmq_msg_size(rid), uid, zmq_msg_data(body),

@@ -598,6 +598,12 @@ bool coord_xfer_uploading(const struct coord_xfer *x, uint32_t dev,
     return true;
 }
 
+bool coord_xfer_up_receiving(const struct coord_xfer *x, uint32_t dev)
+{
+    const struct xdev *d = dev_find(x, dev);
+    return d != NULL && d->up == UP_RECEIVING;
+}
+
 void coord_xfer_stats(const struct coord_xfer *x, struct coord_xfer_stats *s)
 {
     *s = x->st;

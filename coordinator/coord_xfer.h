@@ -146,6 +146,9 @@ uint64_t coord_xfer_up_drop(struct coord_xfer *x, uint32_t dev);
 bool coord_xfer_uploading(const struct coord_xfer *x, uint32_t dev,
                           uint64_t *transfer);
 
+/* Has dev been granted an upload slot (chunks expected)? */
+bool coord_xfer_up_receiving(const struct coord_xfer *x, uint32_t dev);
+
 /* Counters for logs and metrics. */
 struct coord_xfer_stats {
     uint64_t chunks_sent;

@@ -960,6 +960,61 @@ out:
     return rc;
 }
 
+static bool peek_varint(const uint8_t *buf, size_t len, size_t *pos,
+                        uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
+        const uint8_t b = buf[(*pos)++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+enum pb_body pb_peek_body(const uint8_t *buf, size_t len)
+{
+    size_t pos = 0;
+    uint64_t key = 0, v = 0;
+    enum pb_body body = PB_BODY_NONE;
+    if (buf == NULL)
+        return PB_BODY_NONE;
+    while (pos < len) {
+        if (!peek_varint(buf, len, &pos, &key))
+            return PB_BODY_NONE;
+        const uint64_t field = key >> 3;
+        switch (key & 7) {
+        case 0:
+            if (!peek_varint(buf, len, &pos, &v))
+                return PB_BODY_NONE;
+            break;
+        case 1:
+            if (len - pos < 8)
+                return PB_BODY_NONE;
+            pos += 8;
+            break;
+        case 5:
+            if (len - pos < 4)
+                return PB_BODY_NONE;
+            pos += 4;
+            break;
+        case 2:
+            if (!peek_varint(buf, len, &pos, &v) || v > len - pos)
+                return PB_BODY_NONE;
+            pos += (size_t)v;
+            if (field >= PB_BODY_HELLO && field <= PB_BODY_CREDIT)
+                body = (enum pb_body)field;
+            break;
+        default:
+            return PB_BODY_NONE;
+        }
+    }
+    return body;
+}
+
 const struct pb_envelope *pb_msg_envelope(const struct pb_msg *msg)
 {
     return &msg->env;

@@ -249,6 +249,13 @@ void pb_msg_destroy(struct pb_msg **msgp);
  * receiver that keeps the message past the call. */
 const struct pb_envelope *pb_msg_envelope(const struct pb_msg *msg);
 
+/* The body type of a serialized envelope without parsing it: a scan of
+ * the top-level fields (the last body field wins, as in protobuf). For a
+ * cheap decision before the real parse (the coordinator's rate limit
+ * exempts Chunk/Credit of an open transfer); PB_BODY_NONE when the bytes
+ * do not scan. Not a validation: pb_unpack() still decides. */
+enum pb_body pb_peek_body(const uint8_t *buf, size_t len);
+
 /* Name of a body type for logs ("hello", "task", ...). */
 const char *pb_body_name(enum pb_body body);
 

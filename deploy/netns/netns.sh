@@ -50,9 +50,10 @@ usage() {
 validate_globals() {
     [[ $PREFIX =~ ^[A-Za-z0-9_-]{1,12}$ ]] ||
         die "bad prefix '$PREFIX' (1-12 characters of [A-Za-z0-9_-])"
-    [[ $NET =~ ^([0-9]{1,3})\.([0-9]{1,3})$ ]] &&
-        ((BASH_REMATCH[1] <= 255 && BASH_REMATCH[2] <= 255)) ||
+    if ! [[ $NET =~ ^([0-9]{1,3})\.([0-9]{1,3})$ ]] ||
+        ((BASH_REMATCH[1] > 255 || BASH_REMATCH[2] > 255)); then
         die "bad --net '$NET' (want A.B, the first half of a /16)"
+    fi
 }
 
 need_tools() {
@@ -104,7 +105,7 @@ do_down() {
     for ns in $(our_namespaces); do
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         if [[ -n $pids ]]; then
-            echo "netns.sh: ending processes left in $ns: $(echo $pids)" >&2
+            echo "netns.sh: ending processes left in $ns: ${pids//$'\n'/ }" >&2
             for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
             for ((t = 0; t < 30; t++)); do
                 left=$(ip netns pids "$ns" 2>/dev/null || true)
@@ -150,10 +151,12 @@ do_up() {
         *) [[ -z $n ]] || die "up: unexpected '$1'"; n=$1; shift ;;
         esac
     done
-    [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= 250)) ||
+    if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 250)); then
         die "up: want a worker count 1..250, got '${n}'"
-    [[ $lat =~ ^[0-9]+$ ]] && ((lat >= 1 && lat <= 10000)) ||
+    fi
+    if ! [[ $lat =~ ^[0-9]+$ ]] || ((lat < 1 || lat > 10000)); then
         die "up: bad --latency '$lat' (1..10000 ms)"
+    fi
     up_b=$(rate_bits "$up")
     down_b=$(rate_bits "$down")
 
@@ -185,8 +188,7 @@ do_up() {
         shape "$w" fcc0 "$up_b" "$lat"        # uplink: worker egress
         shape "$c" "fcw$i" "$down_b" "$lat"   # downlink: coordinator egress
     done
-    # the links answer (one ping each way would need ICMP; a TCP connect
-    # is what the programs do, and check does that)
+    # every worker has its route to the coordinator ('check' sends traffic)
     for ((i = 1; i <= n; i++)); do
         ip -n "$(ns_worker "$i")" route get "$NET.$i.1" >/dev/null
     done

@@ -71,10 +71,10 @@ fl_ok "check: $(awk '$NF == "ok" { printf "%s %s %s/%s; ", $1, $2, $5, $3 }' \
 tc_sent() { # NS DEV -> bytes sent through the shaper
     tc -n "$1" -s qdisc show dev "$2" | awk '/Sent/ { print $2; exit }'
 }
-declare -A TC0
+TC0_UP=() TC0_DOWN=()
 for i in 1 2; do
-    TC0[up$i]=$(tc_sent "${FCN_PREFIX}w$i" fcc0)
-    TC0[down$i]=$(tc_sent "${FCN_PREFIX}coord" "fcw$i")
+    TC0_UP[i]=$(tc_sent "${FCN_PREFIX}w$i" fcc0)
+    TC0_DOWN[i]=$(tc_sent "${FCN_PREFIX}coord" "fcw$i")
 done
 dir=$FL_TMP/fl
 mkdir -p "$dir"
@@ -137,8 +137,10 @@ for i in 1 2; do
         $h["device"] == d { s += $h["up_bytes"] } END { printf "%d", s }' "$dev")
     down_rep=$(awk -F, -v d="w$i" 'NR == 1 { for (j = 1; j <= NF; j++) h[$j] = j; next }
         $h["device"] == d { s += $h["down_bytes"] } END { printf "%d", s }' "$dev")
-    up_tc=$(($(tc_sent "${FCN_PREFIX}w$i" fcc0) - TC0[up$i]))
-    down_tc=$(($(tc_sent "${FCN_PREFIX}coord" "fcw$i") - TC0[down$i]))
+    up_tc=$(tc_sent "${FCN_PREFIX}w$i" fcc0)
+    up_tc=$((up_tc - TC0_UP[i]))
+    down_tc=$(tc_sent "${FCN_PREFIX}coord" "fcw$i")
+    down_tc=$((down_tc - TC0_DOWN[i]))
     ((up_tc >= up_rep && up_rep > 0)) ||
         fl_fail "w$i: uplink shaper sent $up_tc B, the report counts $up_rep B"
     ((down_tc >= down_rep && down_rep > 0)) ||

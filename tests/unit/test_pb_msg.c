@@ -1834,6 +1834,44 @@ static void test_alloc_torture_unpack(void **state)
 
 /* --------------------------------------------------------- misc */
 
+/* pb_peek_body names the body of every packed envelope, and a truncated
+ * or garbage frame scans to NONE (or a body) without reading past it. */
+static void test_peek_body(void **state)
+{
+    static struct rand_store st;
+    struct fl_rng r;
+    (void)state;
+    fl_rng_seed(&r, 4242);
+    for (int iter = 0; iter < 3000; iter++) {
+        struct pb_envelope in;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        rand_envelope(&r, &st, &in);
+        if (pb_pack_alloc(&in, &buf, &len) != FL_OK)
+            continue;
+        assert_int_equal(pb_peek_body(buf, len), in.body);
+        /* a prefix cut inside the body field does not scan */
+        const size_t cut = (size_t)fl_rng_below(&r, len);
+        uint8_t *copy = malloc(cut > 0 ? cut : 1);
+        assert_non_null(copy);
+        memcpy(copy, buf, cut);
+        const enum pb_body b = pb_peek_body(copy, cut);
+        assert_true(b == PB_BODY_NONE || b == in.body);
+        free(copy);
+        fl_free(buf);
+    }
+    for (int iter = 0; iter < 3000; iter++) {
+        uint8_t junk[64];
+        const size_t n = (size_t)fl_rng_below(&r, sizeof(junk));
+        for (size_t i = 0; i < n; i++)
+            junk[i] = (uint8_t)fl_rng_next(&r);
+        const enum pb_body b = pb_peek_body(junk, n);
+        assert_true(b == PB_BODY_NONE ||
+                    (b >= PB_BODY_HELLO && b <= PB_BODY_CREDIT));
+    }
+    assert_int_equal(pb_peek_body(NULL, 0), PB_BODY_NONE);
+}
+
 static void test_body_names(void **state)
 {
     static const struct {
@@ -2035,6 +2073,7 @@ int main(void)
         cmocka_unit_test(test_diff_notices_every_field),
         cmocka_unit_test(test_alloc_torture_pack),
         cmocka_unit_test(test_alloc_torture_unpack),
+        cmocka_unit_test(test_peek_body),
         cmocka_unit_test(test_body_names),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_seed_corpus),
