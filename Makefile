@@ -22,7 +22,7 @@ B := build
 .DEFAULT_GOAL := all
 OUTER_TARGETS := all test check bench bench-compress bench-scale fuzz demo sweep \
                  install check-valgrind programs worker-static bench-worker \
-                 bench-slowlink soak
+                 bench-slowlink soak soak-lsan
 
 ifdef CROSS
 # cross mode: only the worker, in build/$(CROSS) (B=... overrides)
@@ -193,7 +193,7 @@ $(foreach v,rel asan,$(eval $(call VARIANT,$(v))))
 
 .SECONDARY:
 .PHONY: all programs test check bench bench-compress bench-scale fuzz demo sweep install \
-        check-valgrind build-rel build-asan bench-worker bench-slowlink soak
+        check-valgrind build-rel build-asan bench-worker bench-slowlink soak soak-lsan
 
 # Programs are also placed directly in build/ (build/fedcomp-coordinator).
 programs: build-rel
@@ -224,9 +224,12 @@ bench-worker: programs
 bench-slowlink: programs
 	@bench/slowlink.sh $(SLOWLINK_ARGS)
 
-# 300 rounds with 1,000 churning swarm devices, then a LeakSanitizer run
-soak: programs build-asan
-	@bench/soak.sh $(SOAK_ARGS)
+# 300 rounds with 1,000 churning swarm devices; soak-lsan: a short run of
+# the ASan coordinator with LeakSanitizer
+soak: programs
+	@bench/soak.sh --bin $(B) $(SOAK_ARGS)
+soak-lsan: programs build-asan
+	@bench/soak.sh --lsan --bin $(B) --asan-bin $(B)/asan/bin
 
 demo: programs
 	@deploy/demo.sh

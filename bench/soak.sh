@@ -28,6 +28,7 @@
 #                 [--heartbeat-ms 0] [--out DIR] [--bin DIR]
 #                 [--asan-bin DIR] [--swarm-args "..."]
 #                 [--coordinator-args "..."]
+#                 [--report-only]  (the verdict again from OUT's files)
 #
 # Plaintext (--insecure), heartbeats off (--heartbeat-ms 0, as bench/scale.sh
 # at large N). Exit 0 when the target is met, 1 when it is missed or the run
@@ -38,7 +39,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 lsan=0 devices="" rounds="" vanish=0.2 hidden=1024,192 round_timeout=5
 quorum=0.5 hb_ms=0 out="" bin=build asan_bin=build/asan/bin swarm_args=""
-coord_args=""
+coord_args="" report_only=0
 data=${FL_DATA:-/usr/share/datasets/fashion-mnist}
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -55,7 +56,8 @@ while [[ $# -gt 0 ]]; do
     --asan-bin) asan_bin=$2; shift 2 ;;
     --swarm-args) swarm_args=$2; shift 2 ;;
     --coordinator-args) coord_args=$2; shift 2 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    --report-only) report_only=1; shift ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "soak.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
@@ -118,58 +120,67 @@ sample_rounds() {
     done
 }
 
-rm -rf "$out"
-mkdir -p "$out"
-# a round lasts about --round-timeout (it closes at the deadline on quorum)
-max_s=$((rounds * (round_timeout + 3) + 600))
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-if [[ $lsan == 1 ]] &&
-    ! ASAN_OPTIONS="help=1" "$coord_bin" --version 2>&1 |
-        grep -q "detect_leaks"; then
-    echo "soak.sh: $coord_bin is not an ASan build" >&2
-    exit 2
-fi
-echo "== soak: $devices devices, $rounds rounds, vanish $vanish," \
-     "round timeout ${round_timeout} s, $coord_bin"
-timeout -s TERM "$((max_s + 120))" "$coord_bin" \
-    --bind 'tcp://127.0.0.1:*' --endpoint-file "$out/endpoint" \
-    --report-dir "$out/report" --data-dir "$data" --hidden "$hidden" \
-    --density 0.01 --values fp16 --codec zstd:1 --rounds "$rounds" \
-    --min-devices "$((devices / 2))" --fraction 1 --quorum "$quorum" \
-    --round-timeout "$round_timeout" --wait-timeout 600 --max-attempts 10 \
-    --eval-limit 100 --insecure --max-devices-connected "$devices" \
-    --heartbeat-ms "$hb_ms" --backlog 4096 --log-level notice $coord_args \
-    >"$out/coord.out" 2>"$out/coord.log" &
-cpid=$!
-PIDS+=("$cpid")
-for ((i = 0; i < 600; i++)); do # bounded: 60 s
-    [[ -s $out/endpoint ]] && break
-    kill -0 "$cpid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ ! -s $out/endpoint ]]; then
-    echo "soak.sh: the coordinator did not start: $(tail -3 "$out/coord.log")" >&2
-    exit 1
-fi
-pid=$(child_of "$cpid") || pid=$cpid
-sample_rounds "$pid" "$out/report/rounds.csv" "$out/rss.rounds" &
-spid=$!
-timeout -s TERM "$((max_s + 60))" "$bin/fedcomp-swarm" \
-    --connect "$(head -1 "$out/endpoint")" --devices "$devices" \
-    --vanish "$vanish" --max-seconds "$max_s" --report "$out/swarm.json" \
-    $swarm_args >"$out/swarm.out" 2>"$out/swarm.log" &
-wpid=$!
-PIDS+=("$wpid")
-swarm_rc=0
-wait "$wpid" || swarm_rc=$?
-coord_rc=0
-wait "$cpid" || coord_rc=$?
-wait "$spid" 2>/dev/null
-t_end=$SECONDS
-echo "   coordinator exit $coord_rc, swarm exit $swarm_rc, $t_end s;" \
-     "$(grep '^verdict' "$out/swarm.out" 2>/dev/null)"
+# run_soak : coordinator + swarm; files in $out (coord.rc, swarm.rc,
+# rss.rounds, report/, swarm.json)
+run_soak() {
+    rm -rf "$out"
+    mkdir -p "$out"
+    # a round lasts about --round-timeout (it closes at the deadline on quorum)
+    max_s=$((rounds * (round_timeout + 3) + 600))
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    if [[ $lsan == 1 ]] &&
+        ! ASAN_OPTIONS="help=1" "$coord_bin" --version 2>&1 |
+            grep -q "detect_leaks"; then
+        echo "soak.sh: $coord_bin is not an ASan build" >&2
+        exit 2
+    fi
+    echo "== soak: $devices devices, $rounds rounds, vanish $vanish," \
+         "round timeout ${round_timeout} s, $coord_bin"
+    timeout -s TERM "$((max_s + 120))" "$coord_bin" \
+        --bind 'tcp://127.0.0.1:*' --endpoint-file "$out/endpoint" \
+        --report-dir "$out/report" --data-dir "$data" --hidden "$hidden" \
+        --density 0.01 --values fp16 --codec zstd:1 --rounds "$rounds" \
+        --min-devices "$((devices / 2))" --fraction 1 --quorum "$quorum" \
+        --round-timeout "$round_timeout" --wait-timeout 600 --max-attempts 10 \
+        --eval-limit 100 --insecure --max-devices-connected "$devices" \
+        --heartbeat-ms "$hb_ms" --backlog 4096 --log-level notice $coord_args \
+        >"$out/coord.out" 2>"$out/coord.log" &
+    cpid=$!
+    PIDS+=("$cpid")
+    for ((i = 0; i < 600; i++)); do # bounded: 60 s
+        [[ -s $out/endpoint ]] && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ ! -s $out/endpoint ]]; then
+        echo "soak.sh: the coordinator did not start:" \
+             "$(tail -3 "$out/coord.log")" >&2
+        exit 1
+    fi
+    pid=$(child_of "$cpid") || pid=$cpid
+    sample_rounds "$pid" "$out/report/rounds.csv" "$out/rss.rounds" &
+    spid=$!
+    timeout -s TERM "$((max_s + 60))" "$bin/fedcomp-swarm" \
+        --connect "$(head -1 "$out/endpoint")" --devices "$devices" \
+        --vanish "$vanish" --max-seconds "$max_s" --report "$out/swarm.json" \
+        $swarm_args >"$out/swarm.out" 2>"$out/swarm.log" &
+    wpid=$!
+    PIDS+=("$wpid")
+    swarm_rc=0
+    wait "$wpid" || swarm_rc=$?
+    coord_rc=0
+    wait "$cpid" || coord_rc=$?
+    wait "$spid" 2>/dev/null
+    echo "$coord_rc" >"$out/coord.rc"
+    echo "$swarm_rc" >"$out/swarm.rc"
+    echo "   coordinator exit $coord_rc, swarm exit $swarm_rc, $SECONDS s"
+}
 
+[[ $report_only == 1 ]] || run_soak || exit 1
+coord_rc=$(cat "$out/coord.rc" 2>/dev/null || echo "?")
+swarm_rc=$(cat "$out/swarm.rc" 2>/dev/null || echo "?")
+echo "   $(grep '^verdict' "$out/swarm.out" 2>/dev/null)"
 rows=$(($(wc -l <"$out/report/rounds.csv" 2>/dev/null || echo 1) - 1))
 last_round=$(awk -F, 'NR > 1 { r = $1 } END { print r + 0 }' \
     "$out/report/rounds.csv" 2>/dev/null)
@@ -183,7 +194,7 @@ status=0
 if [[ $lsan == 1 ]]; then
     reports=$(grep -cE "LeakSanitizer|AddressSanitizer|runtime error:" \
         "$out/coord.log")
-    if [[ $coord_rc -eq 0 && $reports -eq 0 && $last_round -eq $rounds ]]; then
+    if [[ $coord_rc == 0 && $reports -eq 0 && $last_round -eq $rounds ]]; then
         echo "met    no leak: the ASan coordinator ran $rounds rounds with" \
              "$devices devices, exited 0 (LeakSanitizer ran at exit), no" \
              "report in $out/coord.log"
@@ -212,10 +223,9 @@ read -r rl hl <<<"$(rss_at "$rounds")"
 printf '%8s %10s %10s\n' round rss_MiB hwm_MiB
 awk -v n="$rounds" 'NR == 1 || $1 % 25 == 0 || $1 == n {
     printf "%8d %10.1f %10.1f\n", $1, $2 / 1024, $3 / 1024 }' "$out/rss.rounds"
-if [[ -n ${r50:-} && -n ${rl:-} && $coord_rc -eq 0 ]]; then
-    verdict=$(awk -v a="$r50" -v b="$rl" 'BEGIN {
-        d = (b - a) / a * 100; printf "%s %+.1f", (d <= 10 && d >= -10) ?
-        "met" : "MISSED", d }')
+if [[ -n ${r50:-} && -n ${rl:-} && $coord_rc == 0 ]]; then
+    verdict=$(awk -v a="$r50" -v b="$rl" 'BEGIN { d = (b - a) / a * 100
+        w = (d <= 10 && d >= -10) ? "met" : "MISSED"; printf "%s %+.1f", w, d }')
     read -r word pct <<<"$verdict"
     printf '%-6s RSS at round %d within 10%% of round 50: %.1f MiB at 50,' \
         "$word" "$rounds" "$(awk -v k="$r50" 'BEGIN { print k / 1024 }')"
