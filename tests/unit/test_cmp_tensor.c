@@ -1226,6 +1226,28 @@ static void test_scatter_add(void **state)
     assert_memory_equal(acc, want, sizeof acc);
     cmp_scatter_add(acc, idx, val, 0, 2.0f);
     assert_memory_equal(acc, want, sizeof acc);
+    /* every k around the unrolled, prefetching and tail loops, against a
+     * plain loop (seeded random distinct sorted indices) */
+    enum { N = 4096 };
+    static float big[N], ref[N];
+    static uint32_t bi[N];
+    static float bv[N];
+    struct fl_rng r;
+    fl_rng_seed(&r, 31);
+    for (size_t k = 60; k <= 140; k++) {
+        size_t c = 0;
+        for (uint32_t j = 0; j < N && c < k; j++)
+            if (fl_rng_below(&r, N) < 4 * k)
+                bi[c++] = j;
+        for (size_t j = 0; j < c; j++)
+            bv[j] = (float)fl_rng_below(&r, 1000) / 8.0f - 60.0f;
+        for (size_t j = 0; j < N; j++)
+            big[j] = ref[j] = (float)j;
+        cmp_scatter_add(big, bi, bv, c, 0.25f);
+        for (size_t j = 0; j < c; j++)
+            ref[bi[j]] += 0.25f * bv[j];
+        assert_memory_equal(big, ref, sizeof big);
+    }
 }
 
 /* ------------------------------------------------------------ crc */
