@@ -12,6 +12,8 @@
  *   4. no body -> FL_ERR_MISSING_FIELD
  *   5. strings longer than PB_MAX_STRING, more than PB_MAX_LAYOUT tensors or
  *      PB_MAX_SHAPE dims -> FL_ERR_TOO_LARGE
+ *   6. a tensor whose payload is both inline and announced as a chunked
+ *      transfer, or announced without a size -> FL_ERR_FORMAT
  * Field values (dimension, k, codings, rounds) are NOT judged here: the
  * receiver knows its model and state and checks them.
  *

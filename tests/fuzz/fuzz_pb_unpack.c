@@ -42,7 +42,7 @@ static int rc_documented(enum fl_err rc)
 {
     return rc == FL_OK || rc == FL_ERR_PROTO || rc == FL_ERR_NOMEM ||
            rc == FL_ERR_VERSION || rc == FL_ERR_MISSING_FIELD ||
-           rc == FL_ERR_TOO_LARGE;
+           rc == FL_ERR_TOO_LARGE || rc == FL_ERR_FORMAT;
 }
 
 static enum fl_err unpack(const uint8_t *data, size_t size,
