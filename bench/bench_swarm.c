@@ -39,6 +39,7 @@
 #include <zmq.h>
 
 #include "common/fl_alloc.h"
+#include "common/fl_flags.h"
 #include "common/fl_util.h"
 #include "compress/cmp_tensor.h"
 #include "compress/cmp_topk.h"
@@ -205,60 +206,6 @@ void bench_swarm_usage(FILE *out)
         out);
 }
 
-static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return FL_ERR_INVALID_ARG;
-}
-
-static enum fl_err get_u64(const char *flag, const char *s, uint64_t min,
-                           uint64_t max, uint64_t *out, char *err,
-                           size_t errlen)
-{
-    const enum fl_err rc = fl_parse_u64(s, min, max, out);
-    if (rc == FL_ERR_FORMAT)
-        return usage_err(err, errlen, "--%s: '%s' is not a whole number",
-                         flag, s);
-    if (rc != FL_OK)
-        return usage_err(err, errlen, "--%s: '%s' is not in [%llu, %llu]",
-                         flag, s, (unsigned long long)min,
-                         (unsigned long long)max);
-    return FL_OK;
-}
-
-static enum fl_err get_u32(const char *flag, const char *s, uint32_t min,
-                           uint32_t max, uint32_t *out, char *err,
-                           size_t errlen)
-{
-    uint64_t v = 0;
-    FL_FORWARD_ERR(get_u64(flag, s, min, max, &v, err, errlen));
-    *out = (uint32_t)v;
-    return FL_OK;
-}
-
-static enum fl_err get_dbl(const char *flag, const char *s, double min,
-                           double max, bool open_min, double *out, char *err,
-                           size_t errlen)
-{
-    double v = 0;
-    const enum fl_err rc = fl_parse_double(s, min, max, &v);
-    if (rc == FL_ERR_FORMAT)
-        return usage_err(err, errlen, "--%s: '%s' is not a number", flag, s);
-    if (rc != FL_OK || (open_min && v <= min))
-        return usage_err(err, errlen, "--%s: '%s' is not in %c%g, %g]", flag,
-                         s, open_min ? '(' : '[', min, max);
-    *out = v;
-    return FL_OK;
-}
-
 static bool id_char_ok(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -271,12 +218,12 @@ static enum fl_err parse_prefix(struct bench_swarm_config *cfg, const char *s,
 {
     const size_t n = strlen(s);
     if (n == 0 || n > BENCH_SWARM_MAX_PREFIX)
-        return usage_err(err, errlen, "--id-prefix: '%s' is not 1-%d "
-                         "characters", s, BENCH_SWARM_MAX_PREFIX);
+        return fl_flag_err(err, errlen, "--id-prefix: '%s' is not 1-%d "
+                           "characters", s, BENCH_SWARM_MAX_PREFIX);
     for (size_t i = 0; i < n; i++) {
         if (!id_char_ok(s[i]))
-            return usage_err(err, errlen, "--id-prefix: '%s' has a "
-                             "character outside [A-Za-z0-9._:-]", s);
+            return fl_flag_err(err, errlen, "--id-prefix: '%s' has a "
+                               "character outside [A-Za-z0-9._:-]", s);
     }
     cfg->id_prefix = s;
     return FL_OK;
@@ -288,13 +235,13 @@ static enum fl_err parse_codec(struct bench_swarm_config *cfg, const char *s,
     enum cmp_codec codec;
     int level = 1;
     if (cmp_codec_parse(s, &codec, &level) != 0)
-        return usage_err(err, errlen,
-                         "--codec: '%s' is not none, lz4 or zstd[:LEVEL]", s);
+        return fl_flag_err(err, errlen,
+                           "--codec: '%s' is not none, lz4 or zstd[:LEVEL]", s);
     if (codec == CMP_CODEC_ZSTD &&
         (level < CMP_ZSTD_LEVEL_MIN || level > CMP_ZSTD_LEVEL_MAX))
-        return usage_err(err, errlen, "--codec: zstd level in '%s' is not "
-                         "in [%d, %d]", s, CMP_ZSTD_LEVEL_MIN,
-                         CMP_ZSTD_LEVEL_MAX);
+        return fl_flag_err(err, errlen, "--codec: zstd level in '%s' is not "
+                           "in [%d, %d]", s, CMP_ZSTD_LEVEL_MIN,
+                           CMP_ZSTD_LEVEL_MAX);
     cfg->codec = codec;
     cfg->level = codec == CMP_CODEC_ZSTD ? level : 0;
     return FL_OK;
@@ -307,13 +254,13 @@ static enum fl_err parse_text_flag(struct bench_swarm_config *cfg, int id,
     switch (id) {
     case OPT_CONNECT:
         if (s[0] == '\0')
-            return usage_err(err, errlen, "--connect: empty endpoint");
+            return fl_flag_err(err, errlen, "--connect: empty endpoint");
         cfg->connect = s;
         return FL_OK;
     case OPT_VALUES:
         if (cmp_value_coding_parse(s, &cfg->values) != 0)
-            return usage_err(err, errlen, "--values: '%s' is not fp32, "
-                             "fp16, bf16 or int8", s);
+            return fl_flag_err(err, errlen, "--values: '%s' is not fp32, "
+                               "fp16, bf16 or int8", s);
         return FL_OK;
     case OPT_CODEC:
         return parse_codec(cfg, s, err, errlen);
@@ -328,12 +275,12 @@ static enum fl_err parse_text_flag(struct bench_swarm_config *cfg, int id,
     case OPT_LOG_LEVEL:
         lvl = fl_log_level_parse(s);
         if (lvl < 0)
-            return usage_err(err, errlen, "--log-level: '%s' is not debug, "
-                             "info, notice, warn or err", s);
+            return fl_flag_err(err, errlen, "--log-level: '%s' is not debug, "
+                               "info, notice, warn or err", s);
         cfg->log_level = (enum fl_log_level)lvl;
         return FL_OK;
     default:
-        return usage_err(err, errlen, "internal: unhandled option %d", id);
+        return fl_flag_err(err, errlen, "internal: unhandled option %d", id);
     }
 }
 
@@ -343,49 +290,49 @@ static enum fl_err parse_number_flag(struct bench_swarm_config *cfg, int id,
     uint64_t v = 0;
     switch (id) {
     case OPT_DEVICES:
-        return get_u32("devices", s, 1, 1000000, &cfg->devices, err, errlen);
+        return fl_flag_u32("devices", s, 1, 1000000, &cfg->devices, err, errlen);
     case OPT_PROCS:
-        return get_u32("procs", s, 1, 1024, &cfg->procs, err, errlen);
+        return fl_flag_u32("procs", s, 1, 1024, &cfg->procs, err, errlen);
     case OPT_DIMENSION:
-        return get_u64("dimension", s, 1, UINT32_MAX, &cfg->dimension, err,
-                       errlen);
+        return fl_flag_u64("dimension", s, 1, UINT32_MAX, &cfg->dimension, err,
+                           errlen);
     case OPT_DENSITY:
-        return get_dbl("density", s, 0, 1, true, &cfg->density, err, errlen);
+        return fl_flag_double("density", s, 0, 1, true, &cfg->density, err, errlen);
     case OPT_SAMPLES:
-        return get_u64("samples", s, 1, UINT32_MAX, &cfg->samples, err,
-                       errlen);
+        return fl_flag_u64("samples", s, 1, UINT32_MAX, &cfg->samples, err,
+                           errlen);
     case OPT_THINK_MS:
-        return get_u32("think-ms", s, 0, 3600000, &cfg->think_ms, err,
-                       errlen);
+        return fl_flag_u32("think-ms", s, 0, 3600000, &cfg->think_ms, err,
+                           errlen);
     case OPT_JITTER_MS:
-        return get_u32("jitter-ms", s, 0, 3600000, &cfg->jitter_ms, err,
-                       errlen);
+        return fl_flag_u32("jitter-ms", s, 0, 3600000, &cfg->jitter_ms, err,
+                           errlen);
     case OPT_VANISH:
-        return get_dbl("vanish", s, 0, 1, false, &cfg->vanish, err, errlen);
+        return fl_flag_double("vanish", s, 0, 1, false, &cfg->vanish, err, errlen);
     case OPT_VANISH_MS:
-        FL_FORWARD_ERR(get_u64("vanish-ms", s, 0, 3600000, &v, err, errlen));
+        FL_FORWARD_ERR(fl_flag_u64("vanish-ms", s, 0, 3600000, &v, err, errlen));
         cfg->vanish_ms = (int64_t)v;
         return FL_OK;
     case OPT_ROUNDS_EXPECTED:
-        return get_u64("rounds-expected", s, 1, 100000000,
-                       &cfg->rounds_expected, err, errlen);
+        return fl_flag_u64("rounds-expected", s, 1, 100000000,
+                           &cfg->rounds_expected, err, errlen);
     case OPT_MAX_SECONDS:
-        return get_dbl("max-seconds", s, 0, 1e7, false, &cfg->max_seconds,
-                       err, errlen);
+        return fl_flag_double("max-seconds", s, 0, 1e7, false, &cfg->max_seconds,
+                              err, errlen);
     case OPT_CONNECT_BATCH:
-        return get_u32("connect-batch", s, 1, 1000000, &cfg->connect_batch,
-                       err, errlen);
+        return fl_flag_u32("connect-batch", s, 1, 1000000, &cfg->connect_batch,
+                           err, errlen);
     case OPT_IO_THREADS:
-        return get_u32("io-threads", s, 1, 64, &cfg->io_threads, err,
-                       errlen);
+        return fl_flag_u32("io-threads", s, 1, 64, &cfg->io_threads, err,
+                           errlen);
     case OPT_HELLO_RETRY_MS:
-        return get_u32("hello-retry-ms", s, 10, 3600000,
-                       &cfg->hello_retry_ms, err, errlen);
+        return fl_flag_u32("hello-retry-ms", s, 10, 3600000,
+                           &cfg->hello_retry_ms, err, errlen);
     case OPT_DISTINCT:
-        return get_u32("distinct", s, 1, BENCH_SWARM_MAX_DISTINCT,
-                       &cfg->distinct, err, errlen);
+        return fl_flag_u32("distinct", s, 1, BENCH_SWARM_MAX_DISTINCT,
+                           &cfg->distinct, err, errlen);
     case OPT_SEED:
-        return get_u64("seed", s, 0, UINT64_MAX, &cfg->seed, err, errlen);
+        return fl_flag_u64("seed", s, 0, UINT64_MAX, &cfg->seed, err, errlen);
     default:
         return parse_text_flag(cfg, id, s, err, errlen);
     }
@@ -413,23 +360,23 @@ enum fl_err bench_swarm_config_parse(struct bench_swarm_config *cfg,
             return FL_OK;
         }
         if (c == ':')
-            return usage_err(err, errlen, "%s: missing argument",
-                             argv[optind - 1]);
+            return fl_flag_err(err, errlen, "%s: missing argument",
+                               argv[optind - 1]);
         if (c == '?')
-            return usage_err(err, errlen, "unknown option '%s'",
-                             argv[optind - 1]);
+            return fl_flag_err(err, errlen, "unknown option '%s'",
+                               argv[optind - 1]);
         FL_FORWARD_ERR(parse_number_flag(cfg, c, optarg, err, errlen));
     }
     if (optind < argc)
-        return usage_err(err, errlen, "unexpected argument '%s'",
-                         argv[optind]);
+        return fl_flag_err(err, errlen, "unexpected argument '%s'",
+                           argv[optind]);
     if (cfg->connect == NULL)
-        return usage_err(err, errlen, "--connect is required");
+        return fl_flag_err(err, errlen, "--connect is required");
     if (cfg->devices == 0)
-        return usage_err(err, errlen, "--devices is required");
+        return fl_flag_err(err, errlen, "--devices is required");
     if (cfg->procs > cfg->devices)
-        return usage_err(err, errlen, "--procs %u is more than --devices %u",
-                         cfg->procs, cfg->devices);
+        return fl_flag_err(err, errlen, "--procs %u is more than --devices %u",
+                           cfg->procs, cfg->devices);
     return FL_OK;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/fl_config.h"
+#include "common/fl_flags.h"
 #include "common/fl_util.h"
 #include "coordinator/coord_devtab.h"
 #include "model/mdl_data.h"
@@ -410,107 +411,6 @@ double coord_density_for_round(double target, uint32_t warmup,
 
 /* ---- parsing helpers: each writes a message naming the flag */
 
-static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum fl_err usage_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return FL_ERR_INVALID_ARG;
-}
-
-static enum fl_err get_u64(const char *flag, const char *s, uint64_t min,
-                           uint64_t max, uint64_t *out, char *err,
-                           size_t errlen)
-{
-    const enum fl_err rc = fl_parse_u64(s, min, max, out);
-    if (rc == FL_ERR_FORMAT)
-        return usage_err(err, errlen, "--%s: '%s' is not a whole number",
-                         flag, s);
-    if (rc != FL_OK)
-        return usage_err(err, errlen,
-                         "--%s: '%s' is not in [%llu, %llu]", flag, s,
-                         (unsigned long long)min, (unsigned long long)max);
-    return FL_OK;
-}
-
-static enum fl_err get_u32(const char *flag, const char *s, uint32_t min,
-                           uint32_t max, uint32_t *out, char *err,
-                           size_t errlen)
-{
-    uint64_t v = 0;
-    FL_FORWARD_ERR(get_u64(flag, s, min, max, &v, err, errlen));
-    *out = (uint32_t)v;
-    return FL_OK;
-}
-
-/* A number in [min, max]; with open_min, min itself is refused. */
-static enum fl_err get_dbl(const char *flag, const char *s, double min,
-                           double max, bool open_min, double *out, char *err,
-                           size_t errlen)
-{
-    double v = 0;
-    const enum fl_err rc = fl_parse_double(s, min, max, &v);
-    if (rc == FL_ERR_FORMAT)
-        return usage_err(err, errlen, "--%s: '%s' is not a number", flag, s);
-    if (rc != FL_OK || (open_min && v <= min))
-        return usage_err(err, errlen, "--%s: '%s' is not in %c%g, %g]", flag,
-                         s, open_min ? '(' : '[', min, max);
-    *out = v;
-    return FL_OK;
-}
-
-/* Bytes with an optional K, M or G suffix (powers of 1024). */
-static enum fl_err get_bytes(const char *flag, const char *s, uint64_t min,
-                             uint64_t max, size_t *out, char *err,
-                             size_t errlen)
-{
-    char num[32];
-    uint64_t mult = 1;
-    uint64_t v = 0;
-    size_t n = strlen(s);
-    if (n == 0 || n >= sizeof(num))
-        return usage_err(err, errlen, "--%s: '%s' is not a size", flag, s);
-    memcpy(num, s, n + 1);
-    switch (num[n - 1]) {
-    case 'k': case 'K': mult = 1024ULL; break;
-    case 'm': case 'M': mult = MiB; break;
-    case 'g': case 'G': mult = 1024ULL * MiB; break;
-    default: break;
-    }
-    if (mult != 1)
-        num[--n] = '\0';
-    if (fl_parse_u64(num, 0, UINT64_MAX / mult, &v) != FL_OK ||
-        v * mult < min || v * mult > max)
-        return usage_err(err, errlen,
-                         "--%s: '%s' is not a size in [%llu, %llu] bytes",
-                         flag, s, (unsigned long long)min,
-                         (unsigned long long)max);
-    *out = (size_t)(v * mult);
-    return FL_OK;
-}
-
-static enum fl_err get_onoff(const char *flag, const char *s, bool *out,
-                             char *err, size_t errlen)
-{
-    if (strcmp(s, "on") == 0 || strcmp(s, "1") == 0 ||
-        strcmp(s, "yes") == 0) {
-        *out = true;
-        return FL_OK;
-    }
-    if (strcmp(s, "off") == 0 || strcmp(s, "0") == 0 ||
-        strcmp(s, "no") == 0) {
-        *out = false;
-        return FL_OK;
-    }
-    return usage_err(err, errlen, "--%s: '%s' is not on or off", flag, s);
-}
-
 /* --momentum-correction takes an optional factor, either as
  * --momentum-correction=F or as a following argument that is a number. */
 static enum fl_err get_momentum_correction(struct coord_config *cfg, int argc,
@@ -528,8 +428,8 @@ static enum fl_err get_momentum_correction(struct coord_config *cfg, int argc,
         cfg->momentum_correction = 0.9;
         return FL_OK;
     }
-    FL_FORWARD_ERR(get_dbl("momentum-correction", s, 0.0, 0.999, false, &v,
-                           err, errlen));
+    FL_FORWARD_ERR(fl_flag_double("momentum-correction", s, 0.0, 0.999, false, &v,
+                                  err, errlen));
     cfg->momentum_correction = v;
     return FL_OK;
 }
@@ -540,15 +440,15 @@ static enum fl_err parse_codec(struct coord_config *cfg, const char *s,
     enum cmp_codec codec;
     int level = 0;
     if (cmp_codec_parse(s, &codec, &level) != 0)
-        return usage_err(err, errlen,
-                         "--codec: '%s' is not none, lz4 or zstd[:LEVEL]", s);
+        return fl_flag_err(err, errlen,
+                           "--codec: '%s' is not none, lz4 or zstd[:LEVEL]", s);
     if (codec == CMP_CODEC_ZSTD) {
         if (strchr(s, ':') == NULL)
             level = 1;
         if (level < CMP_ZSTD_LEVEL_MIN || level > CMP_ZSTD_LEVEL_MAX)
-            return usage_err(err, errlen,
-                             "--codec: zstd level in '%s' is not in [%d, %d]",
-                             s, CMP_ZSTD_LEVEL_MIN, CMP_ZSTD_LEVEL_MAX);
+            return fl_flag_err(err, errlen,
+                               "--codec: zstd level in '%s' is not in [%d, %d]",
+                               s, CMP_ZSTD_LEVEL_MIN, CMP_ZSTD_LEVEL_MAX);
     }
     cfg->codec = codec;
     cfg->level = codec == CMP_CODEC_ZSTD ? level : 0;
@@ -560,16 +460,16 @@ static enum fl_err parse_hidden(struct coord_config *cfg, const char *s,
 {
     struct mdl_mlp_config mlp = cfg->mlp;
     if (mdl_mlp_parse_hidden(s, &mlp) != 0 || mlp.nhidden > MDL_MAX_HIDDEN)
-        return usage_err(err, errlen,
-                         "--hidden: '%s' is not a list of up to %d layer "
-                         "sizes like 256,128",
-                         s, MDL_MAX_HIDDEN);
+        return fl_flag_err(err, errlen,
+                           "--hidden: '%s' is not a list of up to %d layer "
+                           "sizes like 256,128",
+                           s, MDL_MAX_HIDDEN);
     for (uint32_t i = 0; i < mlp.nhidden; i++) {
         if (mlp.hidden[i] == 0 || mlp.hidden[i] > 65536)
-            return usage_err(err, errlen,
-                             "--hidden: layer size %u in '%s' is not in "
-                             "[1, 65536]",
-                             mlp.hidden[i], s);
+            return fl_flag_err(err, errlen,
+                               "--hidden: layer size %u in '%s' is not in "
+                               "[1, 65536]",
+                               mlp.hidden[i], s);
     }
     cfg->mlp = mlp;
     return FL_OK;
@@ -612,9 +512,9 @@ static enum fl_err parse_norm(struct coord_config *cfg, const char *s,
     cfg->update_norm_factor = factor;
     return FL_OK;
 bad:
-    return usage_err(err, errlen,
-                     "--max-update-norm: '%s' is not off, X, adaptive:M or "
-                     "X,adaptive:M (X, M > 0)", s);
+    return fl_flag_err(err, errlen,
+                       "--max-update-norm: '%s' is not off, X, adaptive:M or "
+                       "X,adaptive:M (X, M > 0)", s);
 }
 
 /* "adaptive:10", "5", "5,adaptive:10" or "off" */
@@ -639,29 +539,29 @@ static enum fl_err parse_enum_flag(struct coord_config *cfg, int id,
     switch (id) {
     case OPT_TOPK:
         if (cmp_topk_method_parse(s, &cfg->topk) != 0)
-            return usage_err(err, errlen,
-                             "--topk: '%s' is not exact or sampled", s);
+            return fl_flag_err(err, errlen,
+                               "--topk: '%s' is not exact or sampled", s);
         return FL_OK;
     case OPT_VALUES:
         if (cmp_value_coding_parse(s, &cfg->values) != 0)
-            return usage_err(err, errlen,
-                             "--values: '%s' is not fp32, fp16, bf16 or "
-                             "int8", s);
+            return fl_flag_err(err, errlen,
+                               "--values: '%s' is not fp32, fp16, bf16 or "
+                               "int8", s);
         return FL_OK;
     case OPT_CODEC:
         return parse_codec(cfg, s, err, errlen);
     case OPT_DOWN_VALUES:
         if (cmp_value_coding_parse(s, &cfg->down_values) != 0)
-            return usage_err(err, errlen,
-                             "--down-values: '%s' is not fp32, fp16, bf16 "
-                             "or int8", s);
+            return fl_flag_err(err, errlen,
+                               "--down-values: '%s' is not fp32, fp16, bf16 "
+                               "or int8", s);
         return FL_OK;
     case OPT_LOG_LEVEL:
         lvl = fl_log_level_parse(s);
         if (lvl < 0)
-            return usage_err(err, errlen,
-                             "--log-level: '%s' is not debug, info, notice, "
-                             "warn or err", s);
+            return fl_flag_err(err, errlen,
+                               "--log-level: '%s' is not debug, info, notice, "
+                               "warn or err", s);
         cfg->log_level = (enum fl_log_level)lvl;
         return FL_OK;
     case OPT_LOG_FORMAT:
@@ -670,11 +570,11 @@ static enum fl_err parse_enum_flag(struct coord_config *cfg, int id,
         else if (strcmp(s, "json") == 0)
             cfg->log_format = FL_LOG_JSON;
         else
-            return usage_err(err, errlen,
-                             "--log-format: '%s' is not text or json", s);
+            return fl_flag_err(err, errlen,
+                               "--log-format: '%s' is not text or json", s);
         return FL_OK;
     default:
-        return usage_err(err, errlen, "internal: unhandled option %d", id);
+        return fl_flag_err(err, errlen, "internal: unhandled option %d", id);
     }
 }
 
@@ -728,67 +628,67 @@ static enum fl_err parse_number_flag(struct coord_config *cfg, int id,
     default: break;
     }
     if (u32 != NULL)
-        return get_u32(name, s, min, max, u32, err, errlen);
+        return fl_flag_u32(name, s, min, max, u32, err, errlen);
 
     switch (id) {
     case OPT_SEED:
-        return get_u64("seed", s, 0, UINT64_MAX, &cfg->seed, err, errlen);
+        return fl_flag_u64("seed", s, 0, UINT64_MAX, &cfg->seed, err, errlen);
     case OPT_MAX_MSG_RATE:
-        return get_dbl("max-msg-rate", s, 0, 1e9, false, &cfg->max_msg_rate,
-                       err, errlen);
+        return fl_flag_double("max-msg-rate", s, 0, 1e9, false, &cfg->max_msg_rate,
+                              err, errlen);
     case OPT_MAX_MSG_BURST:
-        return get_dbl("max-msg-burst", s, 1, 1e9, false,
-                       &cfg->max_msg_burst, err, errlen);
+        return fl_flag_double("max-msg-burst", s, 1, 1e9, false,
+                              &cfg->max_msg_burst, err, errlen);
     case OPT_MAX_SAMPLES:
-        return get_u64("max-samples", s, 1, UINT32_MAX, &cfg->max_samples,
-                       err, errlen);
+        return fl_flag_u64("max-samples", s, 1, UINT32_MAX, &cfg->max_samples,
+                           err, errlen);
     case OPT_MAX_DEVICE_SHARE:
-        return get_dbl("max-device-share", s, 0.05, 1, false,
-                       &cfg->max_device_share, err, errlen);
+        return fl_flag_double("max-device-share", s, 0.05, 1, false,
+                              &cfg->max_device_share, err, errlen);
     case OPT_MAX_MESSAGE:
-        return get_bytes("max-message", s, 4096, 64ULL * 1024 * MiB,
-                         &cfg->max_message, err, errlen);
+        return fl_flag_bytes("max-message", s, 4096, 64ULL * 1024 * MiB,
+                             &cfg->max_message, err, errlen);
     case OPT_CHUNK_BYTES:
-        return get_bytes("chunk-bytes", s, PB_XFER_MIN_CHUNK,
-                         PB_XFER_MAX_CHUNK, &cfg->chunk_bytes, err, errlen);
+        return fl_flag_bytes("chunk-bytes", s, PB_XFER_MIN_CHUNK,
+                             PB_XFER_MAX_CHUNK, &cfg->chunk_bytes, err, errlen);
     case OPT_INLINE_BYTES:
-        return get_bytes("inline-bytes", s, 0, PB_XFER_MAX_CHUNK,
-                         &cfg->inline_bytes, err, errlen);
+        return fl_flag_bytes("inline-bytes", s, 0, PB_XFER_MAX_CHUNK,
+                             &cfg->inline_bytes, err, errlen);
     case OPT_WAIT_TIMEOUT:
-        return get_dbl("wait-timeout", s, 0, 1e7, false, &cfg->wait_timeout,
-                       err, errlen);
+        return fl_flag_double("wait-timeout", s, 0, 1e7, false, &cfg->wait_timeout,
+                              err, errlen);
     case OPT_ROUND_TIMEOUT:
-        return get_dbl("round-timeout", s, 0, 4e6, true, &cfg->round_timeout,
-                       err, errlen);
+        return fl_flag_double("round-timeout", s, 0, 4e6, true, &cfg->round_timeout,
+                              err, errlen);
     case OPT_FRACTION:
-        return get_dbl("fraction", s, 0, 1, true, &cfg->fraction, err,
-                       errlen);
+        return fl_flag_double("fraction", s, 0, 1, true, &cfg->fraction, err,
+                              errlen);
     case OPT_QUORUM:
-        return get_dbl("quorum", s, 0, 1, false, &cfg->quorum, err, errlen);
+        return fl_flag_double("quorum", s, 0, 1, false, &cfg->quorum, err, errlen);
     case OPT_DENSITY:
-        return get_dbl("density", s, 0, 1, true, &cfg->density, err, errlen);
+        return fl_flag_double("density", s, 0, 1, true, &cfg->density, err, errlen);
     case OPT_DOWN_DENSITY:
-        return get_dbl("down-density", s, 0, 1, true, &cfg->down_density,
-                       err, errlen);
+        return fl_flag_double("down-density", s, 0, 1, true, &cfg->down_density,
+                              err, errlen);
     case OPT_CLIP_NORM:
-        return get_dbl("clip-norm", s, 0, 1e30, false, &cfg->clip_norm, err,
-                       errlen);
+        return fl_flag_double("clip-norm", s, 0, 1e30, false, &cfg->clip_norm, err,
+                              errlen);
     case OPT_UPLINK_BUDGET:
-        return get_bytes("uplink-budget", s, 0, UINT64_MAX / 2,
-                         &cfg->uplink_budget, err, errlen);
+        return fl_flag_bytes("uplink-budget", s, 0, UINT64_MAX / 2,
+                             &cfg->uplink_budget, err, errlen);
     case OPT_SERVER_LR:
-        return get_dbl("server-lr", s, 0, 1e6, true, &cfg->server_lr, err,
-                       errlen);
+        return fl_flag_double("server-lr", s, 0, 1e6, true, &cfg->server_lr, err,
+                              errlen);
     case OPT_SERVER_MOMENTUM:
-        return get_dbl("server-momentum", s, 0, 0.999, false,
-                       &cfg->server_momentum, err, errlen);
+        return fl_flag_double("server-momentum", s, 0, 0.999, false,
+                              &cfg->server_momentum, err, errlen);
     case OPT_LR:
-        return get_dbl("lr", s, 0, 1e6, true, &cfg->lr, err, errlen);
+        return fl_flag_double("lr", s, 0, 1e6, true, &cfg->lr, err, errlen);
     case OPT_MOMENTUM:
-        return get_dbl("momentum", s, 0, 0.999, false, &cfg->momentum, err,
-                       errlen);
+        return fl_flag_double("momentum", s, 0, 0.999, false, &cfg->momentum, err,
+                              errlen);
     default:
-        return usage_err(err, errlen, "internal: unhandled option %d", id);
+        return fl_flag_err(err, errlen, "internal: unhandled option %d", id);
     }
 }
 
@@ -816,8 +716,8 @@ static enum fl_err parse_one(struct coord_config *cfg, int id, int argc,
     case OPT_HIDDEN: return parse_hidden(cfg, optarg, err, errlen);
     case OPT_MAX_UPDATE_NORM: return parse_norm(cfg, optarg, err, errlen);
     case OPT_ERROR_FEEDBACK:
-        return get_onoff("error-feedback", optarg, &cfg->error_feedback, err,
-                         errlen);
+        return fl_flag_onoff("error-feedback", optarg, &cfg->error_feedback, err,
+                             errlen);
     case OPT_MOMENTUM_CORRECTION:
         return get_momentum_correction(cfg, argc, argv, err, errlen);
     case OPT_TOPK: case OPT_VALUES: case OPT_CODEC: case OPT_LOG_LEVEL:
@@ -874,17 +774,17 @@ enum fl_err coord_config_parse(struct coord_config *cfg, int argc,
             const char *arg =
                 optind > 0 && optind <= argc ? argv[optind - 1] : "?";
             if (c == ':')
-                return usage_err(err, errlen, "option '%s' needs a value",
-                                 arg);
-            return usage_err(err, errlen, "unknown option '%s'", arg);
+                return fl_flag_err(err, errlen, "option '%s' needs a value",
+                                   arg);
+            return fl_flag_err(err, errlen, "unknown option '%s'", arg);
         }
         rc = parse_one(cfg, c, argc, argv, err, errlen);
         if (rc != FL_OK)
             return rc;
     }
     if (optind < argc)
-        return usage_err(err, errlen, "unexpected argument '%s'",
-                         argv[optind]);
+        return fl_flag_err(err, errlen, "unexpected argument '%s'",
+                           argv[optind]);
     rc = coord_config_validate(cfg, err, errlen);
     if (rc == FL_OK && check)
         *action = COORD_ACTION_CHECK_CONFIG;
@@ -895,57 +795,57 @@ enum fl_err coord_config_validate(const struct coord_config *cfg, char *err,
                                   size_t errlen)
 {
     if (cfg->bind == NULL || cfg->bind[0] == '\0')
-        return usage_err(err, errlen, "--bind: the endpoint is empty");
+        return fl_flag_err(err, errlen, "--bind: the endpoint is empty");
     if (cfg->local_epochs == 0 && cfg->local_steps == 0)
-        return usage_err(err, errlen,
-                         "--local-epochs and --local-steps are both 0: "
-                         "workers would not train");
+        return fl_flag_err(err, errlen,
+                           "--local-epochs and --local-steps are both 0: "
+                           "workers would not train");
     if (cfg->max_devices != 0 && cfg->max_devices < cfg->min_devices)
-        return usage_err(err, errlen,
-                         "--max-devices %u is below --min-devices %u",
-                         cfg->max_devices, cfg->min_devices);
+        return fl_flag_err(err, errlen,
+                           "--max-devices %u is below --min-devices %u",
+                           cfg->max_devices, cfg->min_devices);
     if (cfg->save_every_round && cfg->save_model == NULL)
-        return usage_err(err, errlen,
-                         "--save-every-round needs --save-model FILE");
+        return fl_flag_err(err, errlen,
+                           "--save-every-round needs --save-model FILE");
     if (!(cfg->density > 0 && cfg->density <= 1))
-        return usage_err(err, errlen, "--density: %g is not in (0, 1]",
-                         cfg->density);
+        return fl_flag_err(err, errlen, "--density: %g is not in (0, 1]",
+                           cfg->density);
     if (!(cfg->fraction > 0 && cfg->fraction <= 1))
-        return usage_err(err, errlen, "--fraction: %g is not in (0, 1]",
-                         cfg->fraction);
+        return fl_flag_err(err, errlen, "--fraction: %g is not in (0, 1]",
+                           cfg->fraction);
     if (!(cfg->quorum >= 0 && cfg->quorum <= 1))
-        return usage_err(err, errlen, "--quorum: %g is not in [0, 1]",
-                         cfg->quorum);
+        return fl_flag_err(err, errlen, "--quorum: %g is not in [0, 1]",
+                           cfg->quorum);
     if (!(cfg->round_timeout > 0))
-        return usage_err(err, errlen, "--round-timeout must be above 0");
+        return fl_flag_err(err, errlen, "--round-timeout must be above 0");
     if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0')
-        return usage_err(err, errlen, "--data-dir: the path is empty");
+        return fl_flag_err(err, errlen, "--data-dir: the path is empty");
     if (cfg->report_dir != NULL && cfg->report_dir[0] == '\0')
-        return usage_err(err, errlen, "--report-dir: the path is empty");
+        return fl_flag_err(err, errlen, "--report-dir: the path is empty");
     if (cfg->state_dir != NULL && cfg->state_dir[0] == '\0')
-        return usage_err(err, errlen, "--state-dir: the path is empty");
+        return fl_flag_err(err, errlen, "--state-dir: the path is empty");
     if (cfg->save_model != NULL && cfg->save_model[0] == '\0')
-        return usage_err(err, errlen, "--save-model: the path is empty");
+        return fl_flag_err(err, errlen, "--save-model: the path is empty");
     if (!(cfg->down_density > 0 && cfg->down_density <= 1))
-        return usage_err(err, errlen, "--down-density: %g is not in (0, 1]",
-                         cfg->down_density);
+        return fl_flag_err(err, errlen, "--down-density: %g is not in (0, 1]",
+                           cfg->down_density);
     if (cfg->save_broadcast_model != NULL &&
         cfg->save_broadcast_model[0] == '\0')
-        return usage_err(err, errlen,
-                         "--save-broadcast-model: the path is empty");
+        return fl_flag_err(err, errlen,
+                           "--save-broadcast-model: the path is empty");
     if (cfg->endpoint_file != NULL && cfg->endpoint_file[0] == '\0')
-        return usage_err(err, errlen, "--endpoint-file: the path is empty");
+        return fl_flag_err(err, errlen, "--endpoint-file: the path is empty");
     if (cfg->curve_secret != NULL && cfg->curve_secret[0] == '\0')
-        return usage_err(err, errlen, "--curve-secret: the path is empty");
+        return fl_flag_err(err, errlen, "--curve-secret: the path is empty");
     if (cfg->authorized_keys != NULL && cfg->authorized_keys[0] == '\0')
-        return usage_err(err, errlen, "--authorized-keys: the path is empty");
+        return fl_flag_err(err, errlen, "--authorized-keys: the path is empty");
     if (cfg->metrics_bind != NULL && cfg->metrics_bind[0] == '\0')
-        return usage_err(err, errlen, "--metrics-bind: the address is empty");
+        return fl_flag_err(err, errlen, "--metrics-bind: the address is empty");
     if (cfg->metrics_port_file != NULL &&
         (cfg->metrics_port_file[0] == '\0' || cfg->metrics_bind == NULL))
-        return usage_err(err, errlen,
-                         "--metrics-port-file needs a path and "
-                         "--metrics-bind");
+        return fl_flag_err(err, errlen,
+                           "--metrics-port-file needs a path and "
+                           "--metrics-bind");
     return FL_OK;
 }
 
@@ -1077,19 +977,19 @@ enum fl_err coord_config_check_security(const struct coord_config *cfg,
     const bool secret = cfg->curve_secret != NULL;
     const bool keys = cfg->authorized_keys != NULL;
     if (cfg->insecure && (secret || keys))
-        return usage_err(err, errlen,
-                         "--insecure cannot be combined with --curve-secret "
-                         "or --authorized-keys");
+        return fl_flag_err(err, errlen,
+                           "--insecure cannot be combined with --curve-secret "
+                           "or --authorized-keys");
     if (secret != keys)
-        return usage_err(err, errlen, "%s needs %s too (docs/security.md)",
-                         secret ? "--curve-secret" : "--authorized-keys",
-                         secret ? "--authorized-keys DIR"
-                                : "--curve-secret FILE");
+        return fl_flag_err(err, errlen, "%s needs %s too (docs/security.md)",
+                           secret ? "--curve-secret" : "--authorized-keys",
+                           secret ? "--authorized-keys DIR"
+                                  : "--curve-secret FILE");
     if (!secret && !cfg->insecure)
-        return usage_err(err, errlen,
-                         "refusing to run without encryption: give "
-                         "--curve-secret FILE and --authorized-keys DIR "
-                         "(make keys with fedcomp-keygen, docs/security.md), "
-                         "or --insecure for plaintext on a trusted network");
+        return fl_flag_err(err, errlen,
+                           "refusing to run without encryption: give "
+                           "--curve-secret FILE and --authorized-keys DIR "
+                           "(make keys with fedcomp-keygen, docs/security.md), "
+                           "or --insecure for plaintext on a trusted network");
     return FL_OK;
 }
