@@ -460,16 +460,19 @@ void cmp_scatter_add(float *acc, const uint32_t *idx, const float *val,
      * loads of several cache lines overlap, and prefetching the lines of
      * the entries SCATTER_AHEAD further on hides most of their latency
      * when the accumulator is not in cache (the coordinator's case: a
-     * round's socket traffic evicts it). Measured for 10,000 sorted
-     * entries into 1M floats: 80-90 us -> 60-70 us cold, 17 -> 12 us warm. */
-    enum { SCATTER_AHEAD = 64 };
+     * round's socket traffic evicts it). The prefetch goes to L2
+     * (locality 2: prefetcht1 on x86), not L1: more lines can be in
+     * flight at once. Measured for 10,000 sorted entries into 1M floats,
+     * accumulator evicted / in cache: no prefetch 106 / 16 us, 64 ahead
+     * into L1 92 / 15 us, 128 ahead into L2 46-53 / 10 us. */
+    enum { SCATTER_AHEAD = 128 };
     if (k > SCATTER_AHEAD + 4) {
         for (; i + 4 <= k - SCATTER_AHEAD; i += 4) {
             const uint32_t *ahead = idx + i + SCATTER_AHEAD;
-            __builtin_prefetch(&acc[ahead[0]], 1, 3);
-            __builtin_prefetch(&acc[ahead[1]], 1, 3);
-            __builtin_prefetch(&acc[ahead[2]], 1, 3);
-            __builtin_prefetch(&acc[ahead[3]], 1, 3);
+            __builtin_prefetch(&acc[ahead[0]], 1, 2);
+            __builtin_prefetch(&acc[ahead[1]], 1, 2);
+            __builtin_prefetch(&acc[ahead[2]], 1, 2);
+            __builtin_prefetch(&acc[ahead[3]], 1, 2);
             acc[idx[i]] += weight * val[i];
             acc[idx[i + 1]] += weight * val[i + 1];
             acc[idx[i + 2]] += weight * val[i + 2];

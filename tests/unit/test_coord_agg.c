@@ -260,6 +260,39 @@ static void test_nonfinite_candidate_rejected(void **state)
     free(w0);
 }
 
+/* The range check works on eight indices at a time and the rest one by
+ * one: an index out of range is refused wherever it sits, including the
+ * largest values (dim itself, UINT32_MAX), and nothing is added. */
+static void test_index_range_every_position(void **state)
+{
+    (void)state;
+    const size_t dim = 64;
+    float w0[64] = {0};
+    struct coord_agg *a = agg_make(dim, 1.0, 0, 1, w0);
+    uint32_t idx[40];
+    float val[40];
+    static const uint32_t bad[] = {64, 65, 0x80000000u, UINT32_MAX};
+    for (size_t k = 1; k <= 40; k++) {
+        for (size_t i = 0; i < k; i++) {
+            idx[i] = (uint32_t)i;
+            val[i] = 1.0f;
+        }
+        for (size_t pos = 0; pos < k; pos++) {
+            for (size_t b = 0; b < FL_ARRAY_LEN(bad); b++) {
+                idx[pos] = bad[b];
+                assert_int_equal(coord_agg_add(a, idx, val, k, 1.0),
+                                 FL_ERR_INDEX_RANGE);
+            }
+            idx[pos] = (uint32_t)(dim - 1); /* the largest valid index */
+            assert_int_equal(coord_agg_add(a, idx, val, k, 1.0), FL_OK);
+            idx[pos] = (uint32_t)pos;
+        }
+    }
+    /* only the accepted adds count: sum over k of k adds */
+    assert_int_equal(coord_agg_count(a), 40 * 41 / 2);
+    coord_agg_destroy(&a);
+}
+
 static void test_add_and_commit_misuse(void **state)
 {
     (void)state;
@@ -516,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_weighted_mean_matches_dense_reference),
         cmocka_unit_test(test_server_momentum),
         cmocka_unit_test(test_nonfinite_candidate_rejected),
+        cmocka_unit_test(test_index_range_every_position),
         cmocka_unit_test(test_add_and_commit_misuse),
         cmocka_unit_test(test_version_cache_deltas_decode_exactly),
         cmocka_unit_test(test_payload_shared_across_devices),
