@@ -1,6 +1,11 @@
 #include "common/fl_alloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 static long fail_after = -1;
 static long alloc_count;
@@ -40,6 +45,28 @@ void *fl_realloc(void *ptr, size_t size)
 }
 
 void fl_free(void *ptr) { free(ptr); }
+
+void *fl_calloc_huge(size_t count, size_t size)
+{
+    if (count != 0 && size > SIZE_MAX / count)
+        return NULL; /* count * size overflows */
+    const size_t bytes = count * size;
+    if (bytes < FL_HUGE_PAGE)
+        return fl_calloc(count, size);
+    if (bytes > SIZE_MAX - FL_HUGE_PAGE || should_fail())
+        return NULL;
+    const size_t rounded = (bytes + FL_HUGE_PAGE - 1) / FL_HUGE_PAGE *
+                           FL_HUGE_PAGE;
+    void *p = aligned_alloc(FL_HUGE_PAGE, rounded);
+    if (p == NULL)
+        return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    /* advice only: without THP the pages are ordinary ones */
+    (void)madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    memset(p, 0, rounded); /* first touch after the advice */
+    return p;
+}
 
 void fl_alloc_fail_after(long n)
 {

@@ -20,6 +20,15 @@ void *fl_calloc(size_t count, size_t size);
 void *fl_realloc(void *ptr, size_t size);
 void fl_free(void *ptr);
 
+/* Zeroed memory for a large array read and written at random (an
+ * accumulator): from FL_HUGE_PAGE bytes on, aligned to FL_HUGE_PAGE and
+ * marked for transparent huge pages (Linux madvise(MADV_HUGEPAGE); where
+ * the kernel says no, ordinary pages), so that scattered accesses miss the
+ * TLB less. Smaller arrays: fl_calloc(). Free with fl_free(). NULL on
+ * overflow or when out of memory. */
+enum { FL_HUGE_PAGE = 2 * 1024 * 1024 };
+void *fl_calloc_huge(size_t count, size_t size);
+
 /* Test hook: after `n` more successful allocations, every allocation fails
  * until fl_alloc_fail_reset(). n < 0 disables injection. */
 void fl_alloc_fail_after(long n);

@@ -62,7 +62,7 @@ enum fl_err coord_agg_new(const struct coord_agg_config *cfg,
     if (a == NULL)
         return FL_ERR_NOMEM;
     a->cfg = *cfg;
-    a->acc = fl_calloc(dim, sizeof(float));
+    a->acc = fl_calloc_huge(dim, sizeof(float));
     a->cand = fl_malloc(dim * sizeof(float));
     a->ring = fl_calloc(cfg->keep_versions, sizeof(*a->ring));
     a->ring_ver = fl_calloc(cfg->keep_versions, sizeof(*a->ring_ver));

@@ -27,7 +27,9 @@
  * hands out the same cached payload to every device that asks until the
  * next commit. Never per device.
  *
- * Memory: (keep_versions + 3) * dim floats plus the cached payloads.
+ * Memory: (keep_versions + 3) * dim floats plus the cached payloads; the
+ * accumulator is rounded up to whole 2 MiB huge pages (fl_calloc_huge:
+ * its scattered writes miss the TLB less).
  * Thread-safety: one thread at a time per struct coord_agg.
  */
 #ifndef COORD_AGG_H

@@ -154,6 +154,36 @@ static void test_alloc_fail_injection(void **state)
     fl_free(c);
 }
 
+/* fl_calloc_huge: zeroed, aligned to a huge page from FL_HUGE_PAGE bytes
+ * on, an ordinary calloc below, NULL on overflow, and it takes part in
+ * failure injection like every other allocation. */
+static void test_calloc_huge(void **state)
+{
+    (void)state;
+    const size_t n = FL_HUGE_PAGE + 12345; /* floats: about 8 MiB */
+    float *big = fl_calloc_huge(n, sizeof(float));
+    assert_non_null(big);
+    assert_true((uintptr_t)big % FL_HUGE_PAGE == 0);
+    for (size_t i = 0; i < n; i += 4093)
+        assert_true(big[i] == 0.0f);
+    assert_true(big[n - 1] == 0.0f);
+    big[n - 1] = 1.0f; /* the whole array is writable */
+    fl_free(big);
+
+    uint8_t *small = fl_calloc_huge(100, 1);
+    assert_non_null(small);
+    assert_int_equal(small[99], 0);
+    fl_free(small);
+
+    assert_null(fl_calloc_huge(SIZE_MAX / 2, 4));
+    assert_null(fl_calloc_huge(SIZE_MAX - 1, 1));
+
+    fl_alloc_fail_after(0);
+    assert_null(fl_calloc_huge(n, sizeof(float)));
+    assert_null(fl_calloc_huge(100, 1));
+    fl_alloc_fail_reset();
+}
+
 static void test_log_level_parse(void **state)
 {
     (void)state;
@@ -174,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_parse_double_strict),
         cmocka_unit_test(test_atomic_write_and_read),
         cmocka_unit_test(test_alloc_fail_injection),
+        cmocka_unit_test(test_calloc_huge),
         cmocka_unit_test(test_log_level_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
