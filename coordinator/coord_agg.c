@@ -5,18 +5,7 @@
 
 #include "common/fl_alloc.h"
 #include "compress/cmp_tensor.h"
-
-/* One cached downlink encoding. Entries are allocated one by one so that a
- * struct coord_payload handed out stays put while the table grows. */
-struct payload_entry {
-    bool valid;
-    enum cmp_codec codec;
-    int level;
-    uint64_t base;               /* 0: full model */
-    struct coord_payload p;
-    uint8_t *buf;                /* owned, capacity cap */
-    size_t cap;
-};
+#include "coordinator/coord_models.h"
 
 struct coord_agg {
     struct coord_agg_config cfg;
@@ -25,17 +14,8 @@ struct coord_agg {
     uint32_t count;
     float *mom;                  /* dim, NULL without server momentum */
     float *cand;                 /* dim scratch: the candidate model */
-
-    /* Ring of kept versions; ring[cur] is the current model. */
-    float **ring;
-    uint64_t *ring_ver;          /* 0 = slot empty */
-    uint32_t cur;
-    uint64_t version;
-
+    struct coord_models *models; /* kept versions and their payloads */
     struct cmp_ctx *cctx;
-    struct payload_entry **cache;
-    size_t ncache;
-    uint64_t encodes;
 };
 
 static bool all_finite(const float *x, size_t n)
@@ -64,25 +44,17 @@ enum fl_err coord_agg_new(const struct coord_agg_config *cfg,
     a->cfg = *cfg;
     a->acc = fl_calloc_huge(dim, sizeof(float));
     a->cand = fl_malloc(dim * sizeof(float));
-    a->ring = fl_calloc(cfg->keep_versions, sizeof(*a->ring));
-    a->ring_ver = fl_calloc(cfg->keep_versions, sizeof(*a->ring_ver));
     a->cctx = cmp_ctx_new();
-    if (a->acc == NULL || a->cand == NULL || a->ring == NULL ||
-        a->ring_ver == NULL || a->cctx == NULL)
+    if (a->acc == NULL || a->cand == NULL || a->cctx == NULL)
         goto out_free;
     if (cfg->server_momentum > 0) {
         a->mom = fl_calloc(dim, sizeof(float));
         if (a->mom == NULL)
             goto out_free;
     }
-    for (uint32_t i = 0; i < cfg->keep_versions; i++) {
-        a->ring[i] = fl_malloc(dim * sizeof(float));
-        if (a->ring[i] == NULL)
-            goto out_free;
-    }
-    memcpy(a->ring[0], init, dim * sizeof(float));
-    a->ring_ver[0] = 1;
-    a->version = 1;
+    if (coord_models_new(dim, cfg->keep_versions, init, 1, &a->models) !=
+        FL_OK)
+        goto out_free;
     *out = a;
     return FL_OK;
 out_free:
@@ -96,18 +68,8 @@ void coord_agg_destroy(struct coord_agg **ap)
     if (ap == NULL || *ap == NULL)
         return;
     a = *ap;
-    if (a->ring != NULL) {
-        for (uint32_t i = 0; i < a->cfg.keep_versions; i++)
-            fl_free(a->ring[i]);
-    }
-    for (size_t i = 0; i < a->ncache; i++) {
-        fl_free(a->cache[i]->buf);
-        fl_free(a->cache[i]);
-    }
-    fl_free(a->cache);
+    coord_models_destroy(&a->models);
     cmp_ctx_destroy(&a->cctx);
-    fl_free(a->ring);
-    fl_free(a->ring_ver);
     fl_free(a->acc);
     fl_free(a->mom);
     fl_free(a->cand);
@@ -119,28 +81,25 @@ size_t coord_agg_dim(const struct coord_agg *a) { return a->cfg.dim; }
 
 const float *coord_agg_params(const struct coord_agg *a)
 {
-    return a->ring[a->cur];
+    return coord_models_current(a->models);
 }
 
-uint64_t coord_agg_version(const struct coord_agg *a) { return a->version; }
+uint64_t coord_agg_version(const struct coord_agg *a)
+{
+    return coord_models_version(a->models);
+}
 
 const float *coord_agg_version_params(const struct coord_agg *a,
                                       uint64_t version)
 {
-    if (version == 0)
-        return NULL;
-    for (uint32_t i = 0; i < a->cfg.keep_versions; i++) {
-        if (a->ring_ver[i] == version)
-            return a->ring[i];
-    }
-    return NULL;
+    return coord_models_find(a->models, version);
 }
 
 uint32_t coord_agg_count(const struct coord_agg *a) { return a->count; }
 double coord_agg_weight(const struct coord_agg *a) { return a->weight; }
 uint64_t coord_agg_encode_count(const struct coord_agg *a)
 {
-    return a->encodes;
+    return coord_models_stores(a->models);
 }
 
 /* GCC vector type of 16 bytes: one SSE2 register on any x86-64 (wider
@@ -191,16 +150,10 @@ void coord_agg_discard(struct coord_agg *a)
     a->count = 0;
 }
 
-static void invalidate_cache(struct coord_agg *a)
-{
-    for (size_t i = 0; i < a->ncache; i++)
-        a->cache[i]->valid = false;
-}
-
 enum fl_err coord_agg_commit(struct coord_agg *a)
 {
     const size_t dim = a->cfg.dim;
-    const float *w = a->ring[a->cur];
+    const float *w = coord_models_current(a->models);
     const float lr = (float)a->cfg.server_lr;
     const float beta = (float)a->cfg.server_momentum;
     if (a->count == 0 || !(a->weight > 0))
@@ -226,43 +179,12 @@ enum fl_err coord_agg_commit(struct coord_agg *a)
         for (size_t i = 0; i < dim; i++)
             a->mom[i] = beta * a->mom[i] + a->acc[i] * inv;
     }
-    /* The oldest kept version's buffer becomes the next scratch. */
-    const uint32_t next = (a->cur + 1) % a->cfg.keep_versions;
-    float *const old = a->ring[next];
-    a->ring[next] = a->cand;
-    a->cand = old;
-    a->ring_ver[next] = ++a->version;
-    a->cur = next;
-    invalidate_cache(a);
+    /* The candidate becomes the current version; the oldest kept
+     * version's buffer becomes the next scratch. */
+    a->cand = coord_models_push_buffer(a->models, a->cand,
+                                       coord_models_version(a->models) + 1);
     coord_agg_discard(a);
     return FL_OK;
-}
-
-/* The cache entry for (base, codec, level), valid or to be filled. */
-static struct payload_entry *cache_slot(struct coord_agg *a, uint64_t base,
-                                        enum cmp_codec codec, int level)
-{
-    struct payload_entry *free_slot = NULL;
-    for (size_t i = 0; i < a->ncache; i++) {
-        struct payload_entry *e = a->cache[i];
-        if (e->valid && e->base == base && e->codec == codec &&
-            e->level == level)
-            return e;
-        if (!e->valid && free_slot == NULL)
-            free_slot = e;
-    }
-    if (free_slot != NULL)
-        return free_slot;
-    struct payload_entry **grown =
-        fl_realloc(a->cache, (a->ncache + 1) * sizeof(*grown));
-    if (grown == NULL)
-        return NULL;
-    a->cache = grown;
-    struct payload_entry *e = fl_calloc(1, sizeof(*e));
-    if (e == NULL)
-        return NULL;
-    a->cache[a->ncache++] = e;
-    return e;
 }
 
 enum fl_err coord_model_task_payload(struct coord_agg *a,
@@ -278,48 +200,18 @@ enum fl_err coord_model_task_payload(struct coord_agg *a,
     if (codec != CMP_CODEC_NONE && codec != CMP_CODEC_LZ4 &&
         codec != CMP_CODEC_ZSTD)
         return FL_ERR_UNSUPPORTED;
-    if (codec != CMP_CODEC_ZSTD)
-        level = 0;
-    else if (level < CMP_ZSTD_LEVEL_MIN)
-        level = CMP_ZSTD_LEVEL_MIN;
-    else if (level > CMP_ZSTD_LEVEL_MAX)
-        level = CMP_ZSTD_LEVEL_MAX;
     const float *base = coord_agg_version_params(a, held_version);
-    const uint64_t base_ver = base != NULL ? held_version : 0;
-
-    struct payload_entry *e = cache_slot(a, base_ver, codec, level);
-    if (e == NULL)
-        return FL_ERR_NOMEM;
-    if (e->valid) {
-        *out = &e->p;
+    const struct coord_payload_key key = coord_payload_key(
+        base != NULL ? COORD_PAYLOAD_XOR : COORD_PAYLOAD_FULL,
+        base != NULL ? held_version : 0, codec, level);
+    *out = coord_models_cached(a->models, &key);
+    if (*out != NULL)
         return FL_OK;
-    }
     rc = cmp_dense_encode(a->cctx, coord_agg_params(a), a->cfg.dim, base,
-                          codec, level, &meta, &bytes, &len);
+                          codec, key.level, &meta, &bytes, &len);
     if (rc != FL_OK)
         return rc;
-    if (len > e->cap) {
-        uint8_t *nb = fl_realloc(e->buf, len);
-        if (nb == NULL)
-            return FL_ERR_NOMEM;
-        e->buf = nb;
-        e->cap = len;
-    }
-    memcpy(e->buf, bytes, len);
-    e->base = base_ver;
-    e->codec = codec;
-    e->level = level;
-    e->p.version = a->version;
-    e->p.has_base = base != NULL;
-    e->p.base_version = base_ver;
-    e->p.meta = meta;
-    e->p.level = level;
-    e->p.data = e->buf;
-    e->p.len = len;
-    e->valid = true;
-    a->encodes++;
-    *out = &e->p;
-    return FL_OK;
+    return coord_models_store(a->models, &key, &meta, bytes, len, out);
 }
 
 const float *coord_agg_momentum(const struct coord_agg *a) { return a->mom; }
@@ -331,17 +223,13 @@ enum fl_err coord_agg_resume(struct coord_agg *a, uint64_t version,
     if (version == 0 || !all_finite(params, dim) ||
         (momentum != NULL && (a->mom == NULL || !all_finite(momentum, dim))))
         return FL_ERR_INVALID_ARG;
-    memcpy(a->ring[a->cur], params, dim * sizeof(float));
-    for (uint32_t i = 0; i < a->cfg.keep_versions; i++)
-        a->ring_ver[i] = i == a->cur ? version : 0;
-    a->version = version;
+    coord_models_reset(a->models, params, version);
     if (a->mom != NULL) {
         if (momentum != NULL)
             memcpy(a->mom, momentum, dim * sizeof(float));
         else
             memset(a->mom, 0, dim * sizeof(float));
     }
-    invalidate_cache(a);
     coord_agg_discard(a);
     return FL_OK;
 }

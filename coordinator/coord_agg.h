@@ -41,6 +41,7 @@
 
 #include "common/fl_err.h"
 #include "compress/cmp_types.h"
+#include "coordinator/coord_models.h"
 
 struct coord_agg;
 
@@ -51,17 +52,10 @@ struct coord_agg_config {
     uint32_t keep_versions;  /* >= 1 */
 };
 
-/* An encoded model ready to go into Task.model. Owned by the agg; valid
- * until the next coord_agg_commit() or coord_agg_destroy(). */
-struct coord_payload {
-    uint64_t version;        /* the model version it carries */
-    bool has_base;           /* XOR delta against base_version */
-    uint64_t base_version;
-    struct cmp_meta meta;    /* dense: k == dimension, CMP_INDEX_ALL */
-    int level;               /* zstd level it was encoded with */
-    const uint8_t *data;
-    size_t len;
-};
+/* Task.model payloads are struct coord_payload (coord_models.h): kind
+ * COORD_PAYLOAD_FULL or COORD_PAYLOAD_XOR, meta dense (k == dimension,
+ * CMP_INDEX_ALL). Owned by the agg; valid until the next
+ * coord_agg_commit(), coord_agg_resume() or coord_agg_destroy(). */
 
 /* Create with a copy of init (cfg->dim floats, finite) as version 1.
  * Caller owns *out (coord_agg_destroy()). FL_ERR_INVALID_ARG for a bad

@@ -54,6 +54,7 @@
 
 #include "common/fl_err.h"
 #include "compress/cmp_types.h"
+#include "coordinator/coord_models.h"
 
 struct coord_down;
 
@@ -64,22 +65,11 @@ struct coord_down_config {
     uint32_t keep_versions;        /* >= 1, broadcast versions kept */
 };
 
-enum coord_down_kind {
-    COORD_DOWN_FULL = 0,     /* Task.model: w_b itself */
-    COORD_DOWN_XOR = 1,      /* Task.model: XOR against base_version */
-    COORD_DOWN_SPARSE = 2    /* Task.model_delta, from base_version */
-};
-
-/* An encoded downlink payload, owned by the struct coord_down; valid until
- * the next coord_down_advance(), coord_down_reset() or destroy. */
-struct coord_down_payload {
-    enum coord_down_kind kind;
-    uint64_t version;        /* the broadcast version the device ends with */
-    uint64_t base_version;   /* XOR and SPARSE: the version it must hold */
-    struct cmp_meta meta;    /* dense (k == dim, all) or sparse */
-    const uint8_t *data;
-    size_t len;
-};
+/* Payloads are struct coord_payload (coord_models.h): kind
+ * COORD_PAYLOAD_FULL (w_b), COORD_PAYLOAD_XOR (against base_version, in
+ * Task.model) or COORD_PAYLOAD_SPARSE (the delta from base_version, in
+ * Task.model_delta). Owned by the struct coord_down; valid until the next
+ * coord_down_advance(), coord_down_reset() or destroy. */
 
 /* What the last advance did (all zero before the first one). */
 struct coord_down_stats {
@@ -143,7 +133,7 @@ enum fl_err coord_down_reset(struct coord_down *d, const float *w,
 enum fl_err coord_down_task_payload(struct coord_down *d,
                                     uint64_t held_version,
                                     enum cmp_codec codec, int level,
-                                    const struct coord_down_payload **out);
+                                    const struct coord_payload **out);
 
 /* Statistics of the last advance. */
 void coord_down_get_stats(const struct coord_down *d,

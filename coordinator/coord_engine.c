@@ -641,35 +641,28 @@ static bool version_known(const struct coord_engine *e, uint64_t v)
 static enum fl_err task_payload(struct coord_engine *e,
                                 const struct coord_device *d,
                                 enum cmp_codec codec,
-                                struct coord_down_payload *out)
+                                struct coord_payload *out)
 {
     const struct coord_payload *p = NULL;
-    const struct coord_down_payload *dp = NULL;
     enum fl_err rc;
     if (e->down != NULL) {
         sync_broadcast(e);
         rc = coord_down_task_payload(e->down, d->model_version, codec,
-                                     e->cfg->level, &dp);
+                                     e->cfg->level, &p);
         if (rc == FL_ERR_BAD_STATE) {
             fl_log(FL_LOG_ERR, "the sparse downlink delta does not decode "
                    "to the broadcast change: worker '%s' gets the full "
                    "model", d->id);
             rc = coord_down_task_payload(e->down, 0, codec, e->cfg->level,
-                                         &dp);
+                                         &p);
         }
-        if (rc == FL_OK)
-            *out = *dp;
-        return rc;
+    } else {
+        rc = coord_model_task_payload(e->agg, d->model_version, codec,
+                                      e->cfg->level, &p);
     }
-    FL_FORWARD_ERR(coord_model_task_payload(e->agg, d->model_version, codec,
-                                            e->cfg->level, &p));
-    out->kind = p->has_base ? COORD_DOWN_XOR : COORD_DOWN_FULL;
-    out->version = p->version;
-    out->base_version = p->base_version;
-    out->meta = p->meta;
-    out->data = p->data;
-    out->len = p->len;
-    return FL_OK;
+    if (rc == FL_OK)
+        *out = *p;
+    return rc;
 }
 
 static void tensor_from_meta(struct pb_tensor *t, const struct cmp_meta *m,
@@ -687,12 +680,12 @@ static void tensor_from_meta(struct pb_tensor *t, const struct cmp_meta *m,
 }
 
 static void fill_task_model(struct pb_task *t,
-                            const struct coord_down_payload *p)
+                            const struct coord_payload *p)
 {
     t->model_version = p->version;
-    if (p->kind != COORD_DOWN_SPARSE) {
+    if (p->kind != COORD_PAYLOAD_SPARSE) {
         tensor_from_meta(&t->model, &p->meta, p->data, p->len);
-        t->model.has_base_version = p->kind == COORD_DOWN_XOR;
+        t->model.has_base_version = p->kind == COORD_PAYLOAD_XOR;
         t->model.base_version = p->base_version;
         return;
     }
@@ -739,8 +732,8 @@ static void send_task(struct coord_engine *e, struct coord_device *d,
                       uint64_t now_ns)
 {
     struct pb_envelope env;
-    struct coord_down_payload pl;
-    const struct coord_down_payload *p = &pl;
+    struct coord_payload pl;
+    const struct coord_payload *p = &pl;
     const enum cmp_codec codec = device_codec(e, d);
     enum fl_err rc = task_payload(e, d, codec, &pl);
     if (rc != FL_OK) {
@@ -774,7 +767,7 @@ static void send_task(struct coord_engine *e, struct coord_device *d,
             mark_gone(e, d);
             return;
         }
-        struct pb_tensor *body = p->kind == COORD_DOWN_SPARSE
+        struct pb_tensor *body = p->kind == COORD_PAYLOAD_SPARSE
                                      ? &t->model_delta
                                      : &t->model;
         body->payload = NULL;
@@ -799,8 +792,8 @@ static void send_task(struct coord_engine *e, struct coord_device *d,
     }
     fl_log(FL_LOG_DEBUG, "task for round %llu sent to worker '%s' (%s, %zu "
            "bytes)", (unsigned long long)e->round, d->id,
-           p->kind == COORD_DOWN_SPARSE ? "sparse delta"
-           : p->kind == COORD_DOWN_XOR  ? "delta"
+           p->kind == COORD_PAYLOAD_SPARSE ? "sparse delta"
+           : p->kind == COORD_PAYLOAD_XOR  ? "delta"
                                         : "full model", p->len);
     d->model_version = p->version;
     e->sent_version = FL_MAX(e->sent_version, p->version);

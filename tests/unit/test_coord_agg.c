@@ -411,7 +411,7 @@ static void test_version_cache_deltas_decode_exactly(void **state)
             assert_non_null(p);
             assert_int_equal(p->version, 7);
             const bool delta = v >= 4;
-            assert_int_equal(p->has_base, delta);
+            assert_int_equal(p->kind == COORD_PAYLOAD_XOR, delta);
             assert_int_equal(p->meta.codec, codecs[c].codec);
             memset(out, 0xff, dim * sizeof(float));
             if (delta) {
@@ -486,7 +486,7 @@ static void test_payload_shared_across_devices(void **state)
         assert_int_equal(
             coord_model_task_payload(a, 1, CMP_CODEC_ZSTD, 1, &q), FL_OK);
         assert_int_equal(q->version, 2);
-        assert_true(q->has_base);
+        assert_true(q->kind == COORD_PAYLOAD_XOR);
         assert_int_equal(q->base_version, 1);
     }
     assert_int_equal(coord_agg_encode_count(a), 4);

@@ -78,18 +78,18 @@ static void device_release(struct device *dv)
 }
 
 /* Apply a payload the way the worker applies a Task; returns the kind. */
-static enum coord_down_kind device_apply(struct device *dv,
-                                         const struct coord_down_payload *p)
+static enum coord_payload_kind device_apply(struct device *dv,
+                                         const struct coord_payload *p)
 {
     struct pb_tensor t;
     wrk_pb_from_meta(&p->meta, p->data, p->len, &t);
-    if (p->kind == COORD_DOWN_SPARSE) {
+    if (p->kind == COORD_PAYLOAD_SPARSE) {
         assert_int_equal(wrk_model_apply_delta(dv->ctx, &dv->m, &t,
                                                p->base_version, p->version),
                          FL_OK);
         return p->kind;
     }
-    t.has_base_version = p->kind == COORD_DOWN_XOR;
+    t.has_base_version = p->kind == COORD_PAYLOAD_XOR;
     t.base_version = p->base_version;
     assert_int_equal(wrk_model_apply(dv->ctx, &dv->m, &t, p->version),
                      FL_OK);
@@ -97,15 +97,15 @@ static enum coord_down_kind device_apply(struct device *dv,
 }
 
 /* Fetch the payload for what dv holds and apply it; dv then holds w_b. */
-static enum coord_down_kind device_sync(struct coord_down *d,
+static enum coord_payload_kind device_sync(struct coord_down *d,
                                         struct device *dv,
                                         enum cmp_codec codec)
 {
-    const struct coord_down_payload *p = NULL;
+    const struct coord_payload *p = NULL;
     const uint64_t held = dv->m.have ? dv->m.version : 0;
     assert_int_equal(coord_down_task_payload(d, held, codec, 1, &p), FL_OK);
     assert_int_equal(p->version, coord_down_version(d));
-    const enum coord_down_kind kind = device_apply(dv, p);
+    const enum coord_payload_kind kind = device_apply(dv, p);
     assert_int_equal(dv->m.version, coord_down_version(d));
     assert_memory_equal(dv->m.w, coord_down_params(d),
                         dv->m.dim * sizeof(float));
@@ -200,7 +200,7 @@ static void run_ef_case(const struct ef_case *c, uint64_t seed)
     struct coord_down *d = down_make(DIM, c->density, c->values, 3, ws);
     for (int i = 0; i < NDEV; i++) {
         device_init(&dev[i], DIM);
-        assert_int_equal(device_sync(d, &dev[i], c->codec), COORD_DOWN_FULL);
+        assert_int_equal(device_sync(d, &dev[i], c->codec), COORD_PAYLOAD_FULL);
     }
     for (size_t i = 0; i < DIM; i++) {
         sent[i] = 0;
@@ -224,13 +224,13 @@ static void run_ef_case(const struct ef_case *c, uint64_t seed)
          * (behind by one: XOR against a kept version), device 2 only at
          * the end (full model) */
         assert_int_equal(device_sync(d, &dev[0], c->codec),
-                         COORD_DOWN_SPARSE);
+                         COORD_PAYLOAD_SPARSE);
         if (round % 2 == 0)
             assert_int_equal(device_sync(d, &dev[1], c->codec),
-                             COORD_DOWN_XOR);
+                             COORD_PAYLOAD_XOR);
 
         /* the delta as bytes: top-k of |w_s - w_b|, quantized */
-        const struct coord_down_payload *p = NULL;
+        const struct coord_payload *p = NULL;
         const uint32_t *idx = NULL;
         const float *val = NULL;
         size_t n = 0;
@@ -238,7 +238,7 @@ static void run_ef_case(const struct ef_case *c, uint64_t seed)
         assert_int_equal(coord_down_task_payload(d, v - 1, CMP_CODEC_NONE,
                                                  0, &p),
                          FL_OK);
-        assert_int_equal(p->kind, COORD_DOWN_SPARSE);
+        assert_int_equal(p->kind, COORD_PAYLOAD_SPARSE);
         assert_int_equal(p->meta.value_coding, c->values);
         assert_int_equal(cmp_sparse_decode(ctx, &p->meta, p->data, p->len,
                                            &lim, &idx, &val, &n),
@@ -257,7 +257,7 @@ static void run_ef_case(const struct ef_case *c, uint64_t seed)
         }
         assert_true(smallest_sent >= largest_unsent);
     }
-    assert_int_equal(device_sync(d, &dev[2], c->codec), COORD_DOWN_FULL);
+    assert_int_equal(device_sync(d, &dev[2], c->codec), COORD_PAYLOAD_FULL);
     const float *wb = coord_down_params(d);
     double res2 = 0;
     for (size_t i = 0; i < DIM; i++) {
@@ -351,7 +351,7 @@ static void test_payload_kinds_and_sharing(void **state)
 {
     enum { DIM = 300 };
     struct fl_rng r;
-    const struct coord_down_payload *p = NULL, *q = NULL;
+    const struct coord_payload *p = NULL, *q = NULL;
     (void)state;
     fl_rng_seed(&r, 5);
     float *w = random_params(&r, DIM, 1.0);
@@ -363,15 +363,15 @@ static void test_payload_kinds_and_sharing(void **state)
     assert_false(coord_down_knows(d, 2));
     assert_int_equal(coord_down_task_payload(d, 0, CMP_CODEC_ZSTD, 1, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_FULL);
+    assert_int_equal(p->kind, COORD_PAYLOAD_FULL);
     assert_int_equal(p->meta.k, DIM);
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_ZSTD, 1, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_XOR);
+    assert_int_equal(p->kind, COORD_PAYLOAD_XOR);
     assert_int_equal(p->base_version, 1);
     assert_int_equal(coord_down_task_payload(d, 9, CMP_CODEC_ZSTD, 1, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_FULL);
+    assert_int_equal(p->kind, COORD_PAYLOAD_FULL);
 
     for (size_t i = 0; i < DIM; i++)
         w[i] += (float)fl_rng_normal(&r);
@@ -379,7 +379,7 @@ static void test_payload_kinds_and_sharing(void **state)
     const uint64_t before = coord_down_encode_count(d);
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_ZSTD, 1, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_SPARSE);
+    assert_int_equal(p->kind, COORD_PAYLOAD_SPARSE);
     assert_int_equal(p->base_version, 1);
     assert_int_equal(p->version, 2);
     assert_int_equal(p->meta.k, 30);
@@ -397,17 +397,17 @@ static void test_payload_kinds_and_sharing(void **state)
     /* another codec: another encoding of the same delta */
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_NONE, 0, &q),
                      FL_OK);
-    assert_int_equal(q->kind, COORD_DOWN_SPARSE);
+    assert_int_equal(q->kind, COORD_PAYLOAD_SPARSE);
     assert_int_equal(q->meta.codec, CMP_CODEC_NONE);
     assert_int_equal(coord_down_encode_count(d), before + 2);
     /* the current version: XOR (all zero patterns, small) */
     assert_int_equal(coord_down_task_payload(d, 2, CMP_CODEC_ZSTD, 1, &q),
                      FL_OK);
-    assert_int_equal(q->kind, COORD_DOWN_XOR);
+    assert_int_equal(q->kind, COORD_PAYLOAD_XOR);
     assert_true(q->len < DIM);
     assert_int_equal(coord_down_task_payload(d, 0, CMP_CODEC_LZ4, 0, &q),
                      FL_OK);
-    assert_int_equal(q->kind, COORD_DOWN_FULL);
+    assert_int_equal(q->kind, COORD_PAYLOAD_FULL);
     assert_int_equal(coord_down_task_payload(d, 1, (enum cmp_codec)9, 0, &q),
                      FL_ERR_UNSUPPORTED);
     assert_null(q);
@@ -421,7 +421,7 @@ static void test_payload_kinds_and_sharing(void **state)
     assert_non_null(coord_down_version_params(d, 2));
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_ZSTD, 1, &q),
                      FL_OK);
-    assert_int_equal(q->kind, COORD_DOWN_FULL);
+    assert_int_equal(q->kind, COORD_PAYLOAD_FULL);
     coord_down_destroy(&d);
     free(w);
 }
@@ -431,7 +431,7 @@ static void test_errors_leave_state(void **state)
     enum { DIM = 64 };
     float w[DIM], far[DIM], copy[DIM];
     struct coord_down_stats st;
-    const struct coord_down_payload *p = NULL;
+    const struct coord_payload *p = NULL;
     (void)state;
     for (size_t i = 0; i < DIM; i++) {
         w[i] = 3.0e38f;
@@ -449,7 +449,7 @@ static void test_errors_leave_state(void **state)
     assert_memory_equal(coord_down_params(d), copy, sizeof(copy));
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_NONE, 0, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_XOR);
+    assert_int_equal(p->kind, COORD_PAYLOAD_XOR);
     /* catch up losslessly: no delta, the full model */
     assert_int_equal(coord_down_reset(d, far, 2), FL_OK);
     assert_int_equal(coord_down_version(d), 2);
@@ -459,7 +459,7 @@ static void test_errors_leave_state(void **state)
     assert_int_equal(st.k, 0);
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_ZSTD, 1, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_FULL);
+    assert_int_equal(p->kind, COORD_PAYLOAD_FULL);
     far[3] = NAN;
     assert_int_equal(coord_down_reset(d, far, 3), FL_ERR_INVALID_ARG);
     coord_down_destroy(&d);
@@ -473,14 +473,14 @@ static void test_errors_leave_state(void **state)
     assert_int_equal(coord_down_advance(d, copy, 2), FL_OK);
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_NONE, 0, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_SPARSE);
+    assert_int_equal(p->kind, COORD_PAYLOAD_SPARSE);
     copy[9] = -3.0e38f; /* w_s - w_b = -inf */
     assert_int_not_equal(coord_down_advance(d, copy, 3), FL_OK);
     assert_int_equal(coord_down_version(d), 2);
     assert_true(coord_down_knows(d, 1)); /* kept: XOR, not the delta */
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_LZ4, 0, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_XOR);
+    assert_int_equal(p->kind, COORD_PAYLOAD_XOR);
     coord_down_destroy(&d);
 }
 
@@ -501,7 +501,7 @@ static void test_alloc_torture(void **state)
     int failures = 0;
     for (long n = 0; n < 200; n++) {
         struct coord_down *d = NULL;
-        const struct coord_down_payload *p = NULL;
+        const struct coord_payload *p = NULL;
         enum fl_err rc;
         fl_alloc_fail_after(n);
         rc = coord_down_new(&cfg, w, 1, &d);
@@ -544,7 +544,7 @@ static void test_worker_delta_errors(void **state)
     enum { DIM = 100 };
     struct fl_rng r;
     struct device dv;
-    const struct coord_down_payload *p = NULL;
+    const struct coord_payload *p = NULL;
     float before[DIM];
     struct pb_tensor t;
     (void)state;
@@ -552,12 +552,12 @@ static void test_worker_delta_errors(void **state)
     float *w = random_params(&r, DIM, 1.0);
     struct coord_down *d = down_make(DIM, 0.2, CMP_VALUE_BF16, 2, w);
     device_init(&dv, DIM);
-    assert_int_equal(device_sync(d, &dv, CMP_CODEC_NONE), COORD_DOWN_FULL);
+    assert_int_equal(device_sync(d, &dv, CMP_CODEC_NONE), COORD_PAYLOAD_FULL);
     w[5] = 1.0e38f; /* sent; a held value near FLT_MAX then overflows */
     assert_int_equal(coord_down_advance(d, w, 2), FL_OK);
     assert_int_equal(coord_down_task_payload(d, 1, CMP_CODEC_NONE, 0, &p),
                      FL_OK);
-    assert_int_equal(p->kind, COORD_DOWN_SPARSE);
+    assert_int_equal(p->kind, COORD_PAYLOAD_SPARSE);
     wrk_pb_from_meta(&p->meta, p->data, p->len, &t);
     memcpy(before, dv.m.w, sizeof(before));
 
