@@ -34,10 +34,17 @@
 #   T5 a model of at least 100M parameters runs end to end with the swarm
 #      (784-10000-10000-10 = 107,960,010 parameters, 4 devices, 2 rounds;
 #      chunked both ways: the update of 1% is about 3.8 MB)
+# Pairs: the coordinator run and its router baseline alternate --pairs
+# times per N (default 3; the first pair in OUT/nN/coord and router, the
+# others in coord.2, router.2, ...). The shared machine moves one run's
+# CPU per update by up to 2x, so the summary and the targets take the
+# median of the coordinator runs and of the router runs, and list every
+# pair's figures; the per-round rows are the first pair's.
 # Outputs OUT/scale.csv (one row per N and round) and OUT/scale.json.
 #
 #   bench/scale.sh [--quick] [--devices "10 100 1000 5000 10000"]
-#                  [--rounds 3] [--hidden 1024,192] [--out out/bench-scale]
+#                  [--rounds 3] [--pairs 3] [--hidden 1024,192]
+#                  [--out out/bench-scale]
 #                  [--heartbeat-ms 0] [--io-threads 1] [--backlog 4096]
 #                  [--chunk-bytes 1048576] [--chunk-window 4]
 #                  [--inline-bytes 65536] [--max-inflight-chunks 64]
@@ -63,7 +70,8 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 
 list="10 100 1000 5000 10000"
-rounds=3 hidden=1024,192 out=out/bench-scale rss_cap_mb=12288 mem_floor_mb=3072
+rounds=3 pairs=3 hidden=1024,192 out=out/bench-scale rss_cap_mb=12288
+mem_floor_mb=3072
 max_s=1800 baseline=1 bin=build swarm_args="" coord_args="" report_only=0
 hb_ms=0 io_threads=1 backlog=4096 chunk_bytes=1048576 chunk_window=4
 inline_bytes=65536 max_inflight=64 upload_slots=8
@@ -71,9 +79,10 @@ big=1 big_hidden=10000,10000 big_devices=4 big_rounds=2
 data=${FL_DATA:-/usr/share/datasets/fashion-mnist}
 while [[ $# -gt 0 ]]; do
     case $1 in
-    --quick) list="10 100 1000"; big=0; shift ;;
+    --quick) list="10 100 1000"; big=0; pairs=1; shift ;;
     --devices) list=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --pairs) pairs=$2; shift 2 ;;
     --hidden) hidden=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --heartbeat-ms) hb_ms=$2; shift 2 ;;
@@ -97,7 +106,7 @@ while [[ $# -gt 0 ]]; do
     --bin) bin=$2; shift 2 ;;
     --swarm-args) swarm_args=$2; shift 2 ;;
     --coordinator-args) coord_args=$2; shift 2 ;;
-    -h|--help) sed -n '2,60p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "scale.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
@@ -105,6 +114,7 @@ for p in fedcomp-coordinator fedcomp-swarm fedcomp-router-baseline \
          fedcomp-bench; do
     [[ -x $bin/$p ]] || { echo "scale.sh: $bin/$p not built" >&2; exit 2; }
 done
+[[ $pairs =~ ^[1-9][0-9]?$ ]] || { echo "scale.sh: --pairs: 1 to 99" >&2; exit 2; }
 for tool in jq python3; do
     command -v "$tool" >/dev/null || { echo "scale.sh: needs $tool" >&2; exit 2; }
 done
@@ -294,26 +304,30 @@ fi
 echo "transport: ${transport[*]} --upload-slots $upload_slots"
 
 for n in $list_run; do
-    echo "== N = $n: coordinator + swarm"
     rm -rf "$out/n$n"
-    t0=$(date +%s)
-    run_coord "$n" "$out/n$n/coord" "$hidden" "$rounds"
-    echo "   $(($(date +%s) - t0)) s"
-    run_summary "$out/n$n/coord" coordinator
-    [[ $baseline == 1 ]] || continue
-    dim=$(jq -r '.dimension // 0' "$out/n$n/coord/swarm.json" 2>/dev/null)
-    k=$(jq -r '.k // 0' "$out/n$n/coord/swarm.json" 2>/dev/null)
-    if [[ -z $dim || $dim == 0 ]]; then
-        echo "   no dimension from the swarm: baseline skipped"
-        continue
-    fi
-    # the swarm sends 4 distinct updates: the model changes where any does
-    frac=$(awk -v k="$k" -v d="$dim" 'BEGIN { printf "%.6f", 1 - (1 - k / d) ^ 4 }')
-    echo "== N = $n: router baseline + swarm"
-    t0=$(date +%s)
-    run_router "$n" "$out/n$n/router" "$dim" "$frac"
-    echo "   $(($(date +%s) - t0)) s"
-    run_summary "$out/n$n/router" router
+    for ((p = 1; p <= pairs; p++)); do
+        sfx=""
+        [[ $p -gt 1 ]] && sfx=".$p"
+        echo "== N = $n: coordinator + swarm (pair $p of $pairs)"
+        t0=$(date +%s)
+        run_coord "$n" "$out/n$n/coord$sfx" "$hidden" "$rounds"
+        echo "   $(($(date +%s) - t0)) s"
+        run_summary "$out/n$n/coord$sfx" coordinator
+        [[ $baseline == 1 ]] || continue
+        dim=$(jq -r '.dimension // 0' "$out/n$n/coord$sfx/swarm.json" 2>/dev/null)
+        k=$(jq -r '.k // 0' "$out/n$n/coord$sfx/swarm.json" 2>/dev/null)
+        if [[ -z $dim || $dim == 0 ]]; then
+            echo "   no dimension from the swarm: baseline skipped"
+            continue
+        fi
+        # the swarm sends 4 distinct updates: the model changes where any does
+        frac=$(awk -v k="$k" -v d="$dim" 'BEGIN { printf "%.6f", 1 - (1 - k / d) ^ 4 }')
+        echo "== N = $n: router baseline + swarm (pair $p of $pairs)"
+        t0=$(date +%s)
+        run_router "$n" "$out/n$n/router$sfx" "$dim" "$frac"
+        echo "   $(($(date +%s) - t0)) s"
+        run_summary "$out/n$n/router$sfx" router
+    done
 done
 
 if [[ $report_only == 0 && $big == 1 ]]; then
@@ -449,18 +463,68 @@ def coord_run(cdir, n_expected):
          "swarm_transfers": {k: sw.get(k) for k in XFER_KEYS}}
     return rows, s
 
+def run_dirs(d, name):
+    """name, name.2, name.3, ... as long as they exist"""
+    res, i = [], 1
+    while True:
+        p = os.path.join(d, name if i == 1 else "%s.%d" % (name, i))
+        if not os.path.isdir(p):
+            return res
+        res.append(p)
+        i += 1
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2.0
+
 rows, summary = [], []
 for n in ns:
     d = os.path.join(out, "n%d" % n)
-    cdir, rdir = os.path.join(d, "coord"), os.path.join(d, "router")
+    cdirs, rdirs = run_dirs(d, "coord"), run_dirs(d, "router")
+    if not cdirs:
+        continue
+    cdir = cdirs[0]
+    rdir = rdirs[0] if rdirs else os.path.join(d, "router")
     crows, s = coord_run(cdir, n)
+    # every pair: the coordinator's and the router's figures
+    pairs = []
+    for i in range(max(len(cdirs), len(rdirs))):
+        cs = coord_run(cdirs[i], n)[1] if i < len(cdirs) else {}
+        rj = load_json(os.path.join(rdirs[i], "router.json")) \
+            if i < len(rdirs) else None
+        pairs.append({
+            "complete": cs.get("complete"),
+            "cpu_us_per_update": cs.get("cpu_us_per_update"),
+            "cpu_us_per_update_rounds_2plus":
+                cs.get("cpu_us_per_update_rounds_2plus"),
+            "coord_peak_rss_kb": cs.get("coord_peak_rss_kb"),
+            "baseline_ok": rj.get("ok") if rj else None,
+            "baseline_us_per_msg": rj.get("cpu_us_per_msg") if rj else None,
+            "baseline_us_per_update":
+                rj.get("cpu_us_per_update") if rj else None,
+            "baseline_peak_rss_kb": rj.get("peak_rss_kb") if rj else None})
+    cdone = [p for p in pairs if p["complete"]] or pairs
+    s.update({
+        "pairs": pairs,
+        "complete": all(p["complete"] for p in pairs[:len(cdirs)]),
+        "cpu_us_per_update":
+            median(p["cpu_us_per_update"] for p in cdone),
+        "cpu_us_per_update_rounds_2plus":
+            median(p["cpu_us_per_update_rounds_2plus"] for p in cdone),
+        "coord_peak_rss_kb": median(p["coord_peak_rss_kb"] for p in cdone)})
     rt = load_json(os.path.join(rdir, "router.json"))
     rsw = load_json(os.path.join(rdir, "swarm.json")) or {}
     k = s["k"]
     dec_agg_us = dec_agg_ns * k / 1e3 if dec_agg_ns and k else None
-    base = {"baseline_us_per_msg": rt["cpu_us_per_msg"] if rt else None,
-            "baseline_us_per_update": rt["cpu_us_per_update"] if rt else None,
-            "baseline_peak_rss_kb": rt["peak_rss_kb"] if rt else None}
+    base = {"baseline_us_per_msg":
+                median(p["baseline_us_per_msg"] for p in pairs),
+            "baseline_us_per_update":
+                median(p["baseline_us_per_update"] for p in pairs),
+            "baseline_peak_rss_kb":
+                median(p["baseline_peak_rss_kb"] for p in pairs)}
     for r in crows:
         r.update({"devices": n, "coord_peak_rss_kb": s["coord_peak_rss_kb"],
                   "decode_aggregate_us_per_update": dec_agg_us})
@@ -542,6 +606,23 @@ def print_n_tables():
             fmt(mib(s["baseline_peak_rss_kb"])),
             fmt(mib(s["swarm_peak_rss_kb_sum"]))))
     print()
+    print("every pair (coordinator run, then its router baseline); the "
+          "table above and the targets take the medians:")
+    for s in summary:
+        for i, p in enumerate(s.get("pairs", [])):
+            d1 = (p["cpu_us_per_update"] - p["baseline_us_per_update"]
+                  if p["cpu_us_per_update"] is not None and
+                  p["baseline_us_per_update"] is not None else None)
+            print("  N=%d pair %d: coordinator %s us/update (%s), router %s "
+                  "us/msg %s us/update, difference %s us/update; peak RSS "
+                  "%s / %s MiB" % (
+                      s["devices"], i + 1, fmt(p["cpu_us_per_update"]),
+                      "complete" if p["complete"] else "INCOMPLETE",
+                      fmt(p["baseline_us_per_msg"]),
+                      fmt(p["baseline_us_per_update"]), fmt(d1),
+                      fmt(mib(p["coord_peak_rss_kb"])),
+                      fmt(mib(p["baseline_peak_rss_kb"]))))
+    print()
     print("transfers seen by the swarm (coordinator runs):")
     for s in summary:
         t = s["swarm_transfers"]
@@ -580,8 +661,16 @@ if big_n and big_n["baseline_us_per_msg"] is not None and \
            v <= lim and n == 10000 and big_n["complete"],
            "" if n == 10000 and big_n["complete"] else other)
     v2 = big_n["cpu_us_per_update"] - big_n["baseline_us_per_update"]
+    np_ = len(big_n.get("pairs", []))
+    diffs = [p["cpu_us_per_update"] - p["baseline_us_per_update"]
+             for p in big_n.get("pairs", [])
+             if p["cpu_us_per_update"] is not None and
+             p["baseline_us_per_update"] is not None]
     target("T1' N=%d: the same against the baseline's us/update" % n, v2,
-           lim, v2 <= lim, "informative")
+           lim, v2 <= lim, "informative; medians of %d pairs%s" % (
+               np_, "" if len(diffs) < 2 else
+               ", pairs' differences %s" % " ".join(
+                   "%.1f" % x for x in diffs)))
 else:
     target("T1 coord us/update - baseline us/msg", None, None, False,
            "not measured")
