@@ -65,6 +65,7 @@ struct coord_device {
     uint32_t u_train_ms;
     uint32_t u_encode_ms;
     uint32_t u_load_ms;
+    uint64_t u_peak_rss_kb;
     float u_loss;
     bool u_has_stats;
 

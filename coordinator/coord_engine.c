@@ -913,6 +913,7 @@ static void reset_attempt_fields(struct coord_device *d)
     d->u_train_ms = 0;
     d->u_encode_ms = 0;
     d->u_load_ms = 0;
+    d->u_peak_rss_kb = 0;
     d->u_loss = 0;
     d->u_has_stats = false;
 }
@@ -996,6 +997,8 @@ static void write_device_rows(struct coord_engine *e)
             r.codec = (enum cmp_codec)d->u_codec;
             r.train_ms = d->u_train_ms;
             r.encode_ms = d->u_encode_ms;
+            r.load_ms = d->u_load_ms;
+            r.peak_rss_kb = d->u_peak_rss_kb;
             double up = (double)(d->update_ns - d->task_sent_ns) / 1e6 -
                         (double)d->u_load_ms - (double)d->u_train_ms -
                         (double)d->u_encode_ms;
@@ -1735,6 +1738,7 @@ static void finish_update(struct coord_engine *e, struct coord_device *d,
         d->u_train_ms = u->stats.train_ms;
         d->u_encode_ms = u->stats.encode_ms;
         d->u_load_ms = u->stats.load_ms;
+        d->u_peak_rss_kb = u->stats.peak_rss_kb;
         d->u_loss = u->stats.loss;
         d->u_has_stats = true;
     }

@@ -21,7 +21,7 @@ const char coord_rounds_csv_header[] =
 
 const char coord_devices_csv_header[] =
     "round,device,status,samples,up_bytes,down_bytes,k,density,values,codec,"
-    "train_ms,encode_ms,upload_ms,loss,attempt,budget";
+    "train_ms,encode_ms,upload_ms,loss,attempt,budget,load_ms,peak_rss_kb";
 
 struct coord_report {
     char *dir;                   /* NULL: no files */
@@ -318,7 +318,15 @@ enum fl_err coord_report_device(struct coord_report *r,
     else
         fputc(',', f);
     if (row->budget > 0)
-        fprintf(f, ",%llu\n", (unsigned long long)row->budget);
+        fprintf(f, ",%llu", (unsigned long long)row->budget);
+    else
+        fputc(',', f);
+    if (row->has_update)
+        fprintf(f, ",%u", row->load_ms);
+    else
+        fputc(',', f);
+    if (row->has_update && row->peak_rss_kb > 0)
+        fprintf(f, ",%llu\n", (unsigned long long)row->peak_rss_kb);
     else
         fputs(",\n", f);
     return ferror(f) ? FL_ERR_IO : FL_OK;

@@ -98,6 +98,8 @@ struct coord_device_row {
     double upload_ms;
     double loss;                 /* NAN when the worker sent none */
     uint64_t budget;             /* cap sent in the Task; 0 = none (empty) */
+    uint32_t load_ms;            /* the worker's: with has_update */
+    uint64_t peak_rss_kb;        /* the worker's; 0 = not sent (empty) */
 };
 
 struct coord_summary {

@@ -73,6 +73,15 @@ check_run() {
     done
     [[ $report_up -eq $used ]] ||
         fl_fail "report up_wire_bytes $report_up != workers' used bytes $used"
+    # the workers' own cost figures reach devices.csv: a load time and a
+    # peak RSS (at least 1 MiB) on every reported row
+    awk -F, '
+        NR == 1 { for (j = 1; j <= NF; j++) h[$j] = j; next }
+        $h["status"] == "reported" && ($h["load_ms"] !~ /^[0-9]+$/ ||
+            $h["peak_rss_kb"] !~ /^[0-9]+$/ || $h["peak_rss_kb"] < 1024) {
+            bad = 1 }
+        END { exit bad }' "$dev" ||
+        fl_fail "a reported row of $dev lacks load_ms or peak_rss_kb"
 
     # learning happened
     local acc

@@ -24,7 +24,7 @@ up_wire_bytes,up_dense_bytes,other_rx_bytes,down_wire_bytes,\
 down_dense_bytes,up_ratio,density,values,codec,wall_s,cpu_s,agg_s,\
 test_acc,test_loss"
 DEVICES_HEADER="round,device,status,samples,up_bytes,down_bytes,k,density,\
-values,codec,train_ms,encode_ms,upload_ms,loss,attempt,budget"
+values,codec,train_ms,encode_ms,upload_ms,loss,attempt,budget,load_ms,peak_rss_kb"
 
 # The headers above must be the coordinator's (coordinator/coord_report.c).
 src=$FL_ROOT/coordinator/coord_report.c
@@ -70,12 +70,12 @@ plan="1 1 w1 reported;1 1 w2 reported;1 1 w3 reported;1 1 w10 reported
     tr ';' '\n' <<<"$plan" | awk '{
         r = $1; a = ($2 == 0 ? "" : $2); d = $3; s = $4; n = substr(d, 2)
         if (s == "dropped")
-            printf "%s,%s,%s,,0,15000,,,,,,,,,%s,\n", r, d, s, a
+            printf "%s,%s,%s,,0,15000,,,,,,,,,%s,,,\n", r, d, s, a
         else if (s == "rejected")
-            printf "%s,%s,%s,2000,%d,15000,,,,,,,,,%s,\n", r, d, s, 4800 + n, a
+            printf "%s,%s,%s,2000,%d,15000,,,,,,,,,%s,,,\n", r, d, s, 4800 + n, a
         else
             printf "%s,%s,%s,2000,%d,15000,2352,0.0100023,fp16,zstd,%d,1," \
-                   "%.3f,0.900000,%s,\n", r, d, s, 5000 + 37 * n + 11 * r,
+                   "%.3f,0.900000,%s,,3,40000\n", r, d, s, 5000 + 37 * n + 11 * r,
                    50 + n, 3 + n * 1.5 + r * 0.25 + (s == "late" ? 30 : 0), a
     }'
 } >"$A/devices.csv"
@@ -358,7 +358,7 @@ expect_fail 1 "$D/rounds.csv' line 4, column 'up_wire_bytes': '6k' is not a numb
     "$REPORT" "$D"
 D=$(bad devcols)
 sed -i '5s/,15000,/,/' "$D/devices.csv"
-expect_fail 1 "$D/devices.csv' line 5: expected 16 columns, got 15" "$REPORT" "$D"
+expect_fail 1 "$D/devices.csv' line 5: expected 18 columns, got 17" "$REPORT" "$D"
 D=$(bad empty)
 : >"$D/rounds.csv"
 expect_fail 1 "$D/rounds.csv' is empty (no header line)" "$REPORT" "$D"

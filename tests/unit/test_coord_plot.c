@@ -347,7 +347,7 @@ static void test_devs_bad_status(void **state)
     struct coord_plot_dev *d = NULL;
     size_t n = 0;
     (void)state;
-    snprintf(text, sizeof(text), "%s\n1,w0,gone,,0,10,,,,,,,,,1,\n",
+    snprintf(text, sizeof(text), "%s\n1,w0,gone,,0,10,,,,,,,,,1,,,\n",
              coord_devices_csv_header);
     struct coord_plot_table *t = parse_ok(text);
     assert_int_equal(coord_plot_devs_from_table(t, &d, &n, err, sizeof(err)),
@@ -826,8 +826,9 @@ static void test_chart_files(void **state)
     write_file(rep, "rounds.csv", text);
     snprintf(text, sizeof(text),
              "%s\n1,w2,reported,1000,4500,100,400,0.01,fp16,zstd,5,1,3.500,"
-             "0.9,2,\n1,\"odd\" name,reported,1000,4500,100,400,0.01,fp16,"
-             "zstd,5,1,4.500,0.9,2,\n", coord_devices_csv_header);
+             "0.9,2,,3,40000\n1,\"odd\" name,reported,1000,4500,100,400,"
+             "0.01,fp16,zstd,5,1,4.500,0.9,2,,3,40000\n",
+             coord_devices_csv_header);
     write_file(rep, "devices.csv", text);
     assert_int_equal(coord_plot_run_load(rep, &run, err, sizeof(err)),
                      FL_OK);

@@ -292,7 +292,11 @@ static void test_device_rows(void **state)
          .down_bytes = 99999, .has_update = true, .k = 2357,
          .density = 0.01, .values = CMP_VALUE_BF16, .codec = CMP_CODEC_LZ4,
          .train_ms = 812, .encode_ms = 12, .upload_ms = 3.5, .loss = 0.75,
-         .budget = 4096},
+         .budget = 4096, .load_ms = 7, .peak_rss_kb = 44616},
+        {.round = 4, .attempt = 1, .device = "w 5", .status =
+         COORD_DEV_REPORTED, .samples = 1, .up_bytes = 10, .has_update = true,
+         .k = 1, .density = 0.5, .values = CMP_VALUE_FP32,
+         .codec = CMP_CODEC_NONE, .loss = NAN},
         {.round = 4, .attempt = 1, .device = "w.2", .status =
          COORD_DEV_DROPPED, .down_bytes = 1234, .loss = NAN},
         {.round = 4, .attempt = 1, .device = "w:3", .status =
@@ -306,14 +310,16 @@ static void test_device_rows(void **state)
     coord_report_close(&r);
 
     text_read(dir, "devices.csv", &t);
-    assert_int_equal(t.nlines, 5);
+    assert_int_equal(t.nlines, 6);
     assert_string_equal(t.lines[0], coord_devices_csv_header);
+    /* the worker's load time on reported rows; its peak RSS when sent */
     static const char *const want[] = {
         "4,w-1,reported,3750,2345,99999,2357,0.01,bf16,lz4,812,12,3.500,"
-        "0.750000,1,4096",
-        "4,w.2,dropped,,0,1234,,,,,,,,,1,",
-        "4,w:3,rejected,10,50,0,,,,,,,,,1,",
-        "3,w_4,late,5,60,0,,,,,,,,,,",
+        "0.750000,1,4096,7,44616",
+        "4,w 5,reported,1,10,0,1,0.5,fp32,none,0,0,0.000,,1,,0,",
+        "4,w.2,dropped,,0,1234,,,,,,,,,1,,,",
+        "4,w:3,rejected,10,50,0,,,,,,,,,1,,,",
+        "3,w_4,late,5,60,0,,,,,,,,,,,,",
     };
     for (size_t i = 0; i < FL_ARRAY_LEN(want); i++)
         assert_string_equal(t.lines[i + 1], want[i]);
