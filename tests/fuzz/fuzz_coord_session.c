@@ -346,20 +346,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef FUZZ_SESSION_SEEDS
+#include "tests/fuzz/fuzz_seed.h"
+
 /* ---- the seed corpus: sessions that complete rounds both ways, and
  * some that misbehave */
-
-static void write_seed(const char *dir, const char *name, const uint8_t *buf,
-                       size_t len)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    CHECK(len == 0 || fwrite(buf, 1, len, f) == len);
-    CHECK(fclose(f) == 0);
-    LLVMFuzzerTestOneInput(buf, len); /* every seed passes the target */
-}
 
 #define OP(kind, dev) ((uint8_t)((kind) << 2 | (dev)))
 
@@ -400,10 +390,10 @@ int main(int argc, char **argv)
     n = good_round(b, 0, false);
     n = good_round(b, n, false);
     n = good_round(b, n, false);
-    write_seed(dir, "three_rounds_inline", b, n);
+    fuzz_seed_write(dir, "three_rounds_inline", b, n);
     n = good_round(b, 0, true);
     n = good_round(b, n, true);
-    write_seed(dir, "two_rounds_chunked", b, n);
+    fuzz_seed_write(dir, "two_rounds_chunked", b, n);
     /* an upload that stalls, a second one waiting for the slot */
     n = 0;
     b[n++] = OP(3, 0);
@@ -416,7 +406,7 @@ int main(int argc, char **argv)
     b[n++] = 0;
     b[n++] = OP(4, 1);
     b[n++] = 1;
-    write_seed(dir, "upload_stall", b, n);
+    fuzz_seed_write(dir, "upload_stall", b, n);
     /* chunks out of place, a cancel, a rehello, credits out of range */
     n = 0;
     b[n++] = OP(3, 2);
@@ -431,7 +421,7 @@ int main(int argc, char **argv)
     b[n++] = 250;
     b[n++] = OP(1, 3);
     b[n++] = 1;
-    write_seed(dir, "misbehaving", b, n);
+    fuzz_seed_write(dir, "misbehaving", b, n);
     /* a raw garbage message from an unknown device */
     n = 0;
     b[n++] = OP(0, 3);
@@ -439,8 +429,8 @@ int main(int argc, char **argv)
     b[n++] = 0;
     memcpy(b + n, "\xff\x13\x37\x00\x42", 5);
     n += 5;
-    write_seed(dir, "raw_garbage", b, n);
-    write_seed(dir, "empty", b, 0);
+    fuzz_seed_write(dir, "raw_garbage", b, n);
+    fuzz_seed_write(dir, "empty", b, 0);
     printf("seeds written to %s\n", dir);
     return 0;
 }

@@ -279,21 +279,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef FUZZ_COORD_SEEDS
+#include "tests/fuzz/fuzz_seed.h"
+
 /* ---- the seed corpus: valid round-2 updates of every coding from d1,
  * and the usual suspects */
-
-static void write_seed(const char *dir, const char *name, const uint8_t *buf,
-                       size_t len)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    CHECK(len == 0 || fwrite(buf, 1, len, f) == len);
-    CHECK(fclose(f) == 0);
-    /* every seed must pass the target itself */
-    LLVMFuzzerTestOneInput(buf, len);
-}
 
 static void seed_update(const char *dir, const char *name, uint64_t round,
                         uint64_t samples, size_t k, float scale,
@@ -317,7 +306,7 @@ static void seed_update(const char *dir, const char *name, uint64_t round,
             idx[j - 1] = t;
         }
     pack_update(round, samples, idx, val, k, &p, &buf, &len);
-    write_seed(dir, name, buf, len);
+    fuzz_seed_write(dir, name, buf, len);
     fl_free(buf);
 }
 
@@ -327,7 +316,7 @@ static void seed_env(const char *dir, const char *name,
     uint8_t *buf = NULL;
     size_t len = 0;
     CHECK(pb_pack_alloc(env, &buf, &len) == FL_OK);
-    write_seed(dir, name, buf, len);
+    fuzz_seed_write(dir, name, buf, len);
     fl_free(buf);
 }
 
@@ -410,8 +399,8 @@ int main(int argc, char **argv)
     seed_env(dir, "worker_reject", &env);
 
     static const uint8_t garbage[] = {0xff, 0x13, 0x37, 0x00, 0x42};
-    write_seed(dir, "garbage", garbage, sizeof(garbage));
-    write_seed(dir, "empty", garbage, 0);
+    fuzz_seed_write(dir, "garbage", garbage, sizeof(garbage));
+    fuzz_seed_write(dir, "empty", garbage, 0);
     /* a truncated valid update */
     {
         uint8_t *buf = NULL;
@@ -419,7 +408,7 @@ int main(int argc, char **argv)
         static const struct cmp_params p = {CMP_INDEX_AUTO, CMP_VALUE_FP32,
                                             CMP_CODEC_ZSTD, 1};
         pack_update(2, 100, fixed_idx, fixed_val[0], 4, &p, &buf, &len);
-        write_seed(dir, "truncated", buf, len / 2);
+        fuzz_seed_write(dir, "truncated", buf, len / 2);
         fl_free(buf);
     }
     printf("seeds written to %s\n", dir);
