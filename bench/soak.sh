@@ -220,6 +220,15 @@ rss_at() { # ROUND -> "rss_kb hwm_kb" of the first row of that round
 }
 read -r r50 _ <<<"$(rss_at 50)"
 read -r rl hl <<<"$(rss_at "$rounds")"
+# The coordinator exits right after its last row; when no sample came
+# between that row and the exit, the last sample (taken after the row of
+# the round before, so during the last round) stands for it, and says so.
+last_note=""
+if [[ -z ${rl:-} && $last_round == "$rounds" && -s $out/rss.rounds.last &&
+      $(awk 'END { print $1 + 0 }' "$out/rss.rounds") -eq $((rows - 1)) ]]; then
+    read -r rl hl <"$out/rss.rounds.last"
+    last_note=" (during round $rounds: the last sample before the exit)"
+fi
 printf '%8s %10s %10s\n' round rss_MiB hwm_MiB
 awk -v n="$rounds" 'NR == 1 || $1 % 25 == 0 || $1 == n {
     printf "%8d %10.1f %10.1f\n", $1, $2 / 1024, $3 / 1024 }' "$out/rss.rounds"
@@ -229,9 +238,9 @@ if [[ -n ${r50:-} && -n ${rl:-} && $coord_rc == 0 ]]; then
     read -r word pct <<<"$verdict"
     printf '%-6s RSS at round %d within 10%% of round 50: %.1f MiB at 50,' \
         "$word" "$rounds" "$(awk -v k="$r50" 'BEGIN { print k / 1024 }')"
-    printf ' %.1f MiB at %d (%s%%; peak %.1f MiB)\n' \
-        "$(awk -v k="$rl" 'BEGIN { print k / 1024 }')" "$rounds" "$pct" \
-        "$(awk -v k="$hl" 'BEGIN { print k / 1024 }')"
+    printf ' %.1f MiB at %d%s (%s%%; peak %.1f MiB)\n' \
+        "$(awk -v k="$rl" 'BEGIN { print k / 1024 }')" "$rounds" \
+        "$last_note" "$pct" "$(awk -v k="$hl" 'BEGIN { print k / 1024 }')"
     [[ $word == met ]] || status=1
 else
     echo "MISSED RSS at round $rounds within 10% of round 50: not measured" \
