@@ -169,6 +169,16 @@ fl_sum() {
     fl_col "$1" "$2" | awk '{ s += $1 } END { printf "%d\n", s }'
 }
 
+# fl_reported_up_bytes DEVICES.csv ID : up_bytes of device ID summed over
+# its reported rows (the bytes of its updates that were aggregated).
+fl_reported_up_bytes() {
+    awk -F, -v id="$2" '
+        NR == 1 { for (j = 1; j <= NF; j++) h[$j] = j; next }
+        $h["device"] == id && $h["status"] == "reported" {
+            s += $h["up_bytes"] }
+        END { printf "%d\n", s }' "$1"
+}
+
 # fl_used_bytes LOG : bytes a worker logged as sent for the updates that it
 # learned were used (sum over rounds).
 fl_used_bytes() {

@@ -94,10 +94,7 @@ grep -q "loaded shard 0/4: 1000 of 4000" "$dir/w0.log" ||
 grep -q "update of round 1 was used" "$dir/w0.log" ||
     fl_fail "the arm64 worker did not learn that its update was used"
 b=$(fl_used_bytes "$dir/w0.log")
-dev_b=$(awk -F, '
-    NR == 1 { for (j = 1; j <= NF; j++) h[$j] = j; next }
-    $h["device"] == "w0" && $h["status"] == "reported" { s += $h["up_bytes"] }
-    END { printf "%d\n", s }' "$dev")
+dev_b=$(fl_reported_up_bytes "$dev" w0)
 [[ $b -gt 0 && $dev_b -eq $b ]] ||
     fl_fail "devices.csv has $dev_b up bytes for w0, it logged $b"
 [[ $(fl_sum "$csv" up_wire_bytes) -eq $b ]] ||

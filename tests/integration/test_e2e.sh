@@ -63,11 +63,7 @@ check_run() {
         used=$((used + b))
         # the device report has the same bytes for this worker
         local dev_b
-        dev_b=$(awk -F, -v id="w$i" '
-            NR == 1 { for (j = 1; j <= NF; j++) h[$j] = j; next }
-            $h["device"] == id && $h["status"] == "reported" {
-                s += $h["up_bytes"] }
-            END { printf "%d\n", s }' "$dev")
+        dev_b=$(fl_reported_up_bytes "$dev" "w$i")
         [[ $dev_b -eq $b ]] ||
             fl_fail "devices.csv has $dev_b up bytes for w$i, it logged $b"
     done

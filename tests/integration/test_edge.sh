@@ -98,10 +98,7 @@ one_round() {
         fl_fail "the worker did not load shard 0/8 of the full set"
     local b dev_b
     b=$(fl_used_bytes "$dir/w0.log")
-    dev_b=$(awk -F, '
-        NR == 1 { for (j = 1; j <= NF; j++) h[$j] = j; next }
-        $h["device"] == "w0" && $h["status"] == "reported" { s += $h["up_bytes"] }
-        END { printf "%d\n", s }' "$dev")
+    dev_b=$(fl_reported_up_bytes "$dev" w0)
     [[ $b -gt 0 && $dev_b -eq $b ]] ||
         fl_fail "devices.csv has $dev_b up bytes for w0, it logged $b"
     [[ $(fl_sum "$csv" up_wire_bytes) -eq $b ]] ||
