@@ -382,14 +382,7 @@ static enum fl_err rice_value_slow(struct bitrd *r, unsigned b, uint64_t qmax,
  *
  * With x86-64-v3 (LZCNT, SHLX) the chain is shortest, so GCC builds a
  * clone for it, picked at load time (ifunc); the result is the same bit for
- * bit. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&      \
-    defined(__linux__)
-#define CMP_RICE_CLONES                                                       \
-    __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define CMP_RICE_CLONES
-#endif
+ * bit (CMP_SIMD_CLONES). */
 
 /* Values decoded per refill: a refill leaves at least 56 bits at hand
  * while 8 bytes of stream remain. A typical code is b + 2 or b + 3 bits, so
@@ -476,7 +469,7 @@ static inline uint64_t rice_flip(uint64_t x, unsigned cnt)
  * as only a group's first value can take the slow path, an index out of
  * range is still reported before a later truncation, as a decoder checking
  * one at a time would. */
-CMP_RICE_CLONES
+CMP_SIMD_CLONES
 enum fl_err cmp_rice_read(const uint8_t *src, size_t len, uint64_t n,
                           size_t k, uint32_t *idx)
 {

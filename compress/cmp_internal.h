@@ -105,6 +105,26 @@ void cmp_value_write(enum cmp_value_coding v, float *val, size_t k,
 enum fl_err cmp_value_read(enum cmp_value_coding v, const uint8_t *src,
                            size_t k, float *out);
 
+/* A function built twice by GCC, for x86-64-v3 (AVX2, FMA, LZCNT, SHLX)
+ * and for the baseline, the clone picked at load time (ifunc); both give
+ * the same result bit for bit. Nothing elsewhere. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&      \
+    defined(__linux__)
+#define CMP_SIMD_CLONES                                                       \
+    __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CMP_SIMD_CLONES
+#endif
+
+/* cmp_value_read(), and *sumsq = the sum of the squared values (double).
+ * For fp16 on x86-64 with F16C the squares are summed as the values are
+ * converted; otherwise by cmp_sumsq() after the read. 0 on failure. */
+enum fl_err cmp_value_read_sumsq(enum cmp_value_coding v, const uint8_t *src,
+                                 size_t k, float *out, double *sumsq);
+
+/* The sum of x[i]^2 over i < n, in double. */
+double cmp_sumsq(const float *x, size_t n);
+
 /* The fp16 reader of cmp_value_read(), with the CPU-specific (F16C) path
  * allowed or not, so that tests can compare both on one machine. */
 enum fl_err cmp_f16_read_with(const uint8_t *src, size_t k, float *out,

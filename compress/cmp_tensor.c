@@ -16,6 +16,7 @@
  */
 #include "compress/cmp_tensor.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -383,11 +384,12 @@ static int limits_usable(const struct cmp_limits *lim)
            lim->dimension <= MAX_DIMENSION;
 }
 
-enum fl_err cmp_sparse_decode(struct cmp_ctx *ctx, const struct cmp_meta *meta,
-                              const uint8_t *payload, size_t payload_len,
-                              const struct cmp_limits *lim,
-                              const uint32_t **idx, const float **val,
-                              size_t *k)
+static enum fl_err sparse_decode(struct cmp_ctx *ctx,
+                                 const struct cmp_meta *meta,
+                                 const uint8_t *payload, size_t payload_len,
+                                 const struct cmp_limits *lim,
+                                 const uint32_t **idx, const float **val,
+                                 size_t *k, double *l2)
 {
     const uint8_t *raw;
     enum fl_err rc;
@@ -413,13 +415,44 @@ enum fl_err cmp_sparse_decode(struct cmp_ctx *ctx, const struct cmp_meta *meta,
                     ctx->idx.p);
     if (rc != FL_OK)
         return rc;
-    rc = cmp_value_read(meta->value_coding, raw + isize, kk, ctx->val.p);
+    if (l2 != NULL) {
+        double sq = 0;
+        rc = cmp_value_read_sumsq(meta->value_coding, raw + isize, kk,
+                                  ctx->val.p, &sq);
+        *l2 = rc == FL_OK ? sqrt(sq) : 0;
+    } else {
+        rc = cmp_value_read(meta->value_coding, raw + isize, kk, ctx->val.p);
+    }
     if (rc != FL_OK)
         return rc;
     *idx = ctx->idx.p;
     *val = ctx->val.p;
     *k = kk;
     return FL_OK;
+}
+
+enum fl_err cmp_sparse_decode(struct cmp_ctx *ctx, const struct cmp_meta *meta,
+                              const uint8_t *payload, size_t payload_len,
+                              const struct cmp_limits *lim,
+                              const uint32_t **idx, const float **val,
+                              size_t *k)
+{
+    return sparse_decode(ctx, meta, payload, payload_len, lim, idx, val, k,
+                         NULL);
+}
+
+enum fl_err cmp_sparse_decode_l2(struct cmp_ctx *ctx,
+                                 const struct cmp_meta *meta,
+                                 const uint8_t *payload, size_t payload_len,
+                                 const struct cmp_limits *lim,
+                                 const uint32_t **idx, const float **val,
+                                 size_t *k, double *l2)
+{
+    if (l2 == NULL)
+        return FL_ERR_INVALID_ARG;
+    *l2 = 0;
+    return sparse_decode(ctx, meta, payload, payload_len, lim, idx, val, k,
+                         l2);
 }
 
 enum fl_err cmp_dense_decode(struct cmp_ctx *ctx, const struct cmp_meta *meta,

@@ -63,6 +63,17 @@ enum fl_err cmp_sparse_decode(struct cmp_ctx *ctx, const struct cmp_meta *meta,
                               const uint32_t **idx, const float **val,
                               size_t *k);
 
+/* cmp_sparse_decode(), and *l2 = the L2 norm of the k decoded values,
+ * summed in double (the same value on every CPU, 0 on failure). For fp16
+ * on x86-64 with F16C the squares are summed while the values are
+ * converted, so the norm costs no pass of its own. */
+enum fl_err cmp_sparse_decode_l2(struct cmp_ctx *ctx,
+                                 const struct cmp_meta *meta,
+                                 const uint8_t *payload, size_t payload_len,
+                                 const struct cmp_limits *lim,
+                                 const uint32_t **idx, const float **val,
+                                 size_t *k, double *l2);
+
 /* acc[idx[i]] += weight * val[i] for i < k. idx must be in range (as
  * returned by cmp_sparse_decode). The accumulator is never densified copy. */
 void cmp_scatter_add(float *acc, const uint32_t *idx, const float *val,

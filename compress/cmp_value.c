@@ -264,14 +264,21 @@ static inline __m128i load_u8x16(const uint8_t *p)
 /* x86-64 with F16C (checked at run time): VCVTPH2PS converts 8 halves at
  * once, exactly (subnormals included); the NaN/Inf verdict is taken on the
  * half patterns (exponent all ones), 16 at a time. About four times the
- * speed of the portable lanes. */
-__attribute__((target("avx2,f16c"))) static enum fl_err
-f16_read_f16c(const uint8_t *src, size_t k, float *out)
+ * speed of the portable lanes. With want_sq, the squares of the values are
+ * summed in double lanes while they are in registers (*sumsq, grouped as
+ * cmp_sumsq() groups them; the tail is added by the caller). */
+static inline __attribute__((always_inline, target("avx2,f16c"))) uint32_t
+f16c_loop(const uint8_t *src, size_t k, float *out, size_t *done,
+          const int want_sq, double *sumsq)
 {
     const uint8_t *const lo = src;
     const uint8_t *const hi = src + k;
     const __m128i expm = _mm_set1_epi16(0x7c00);
     __m128i vbad = _mm_setzero_si128();
+    __m256d s0 = _mm256_setzero_pd();
+    __m256d s1 = _mm256_setzero_pd();
+    __m256d s2 = _mm256_setzero_pd();
+    __m256d s3 = _mm256_setzero_pd();
     size_t i = 0;
     for (; i + 16 <= k; i += 16) {
         const __m128i l = load_u8x16(lo + i);
@@ -282,11 +289,50 @@ f16_read_f16c(const uint8_t *src, size_t k, float *out)
             vbad, _mm_cmpeq_epi16(_mm_and_si128(a, expm), expm));
         vbad = _mm_or_si128(
             vbad, _mm_cmpeq_epi16(_mm_and_si128(b, expm), expm));
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(a));
-        _mm256_storeu_ps(out + i + 8, _mm256_cvtph_ps(b));
+        const __m256 fa = _mm256_cvtph_ps(a);
+        const __m256 fb = _mm256_cvtph_ps(b);
+        _mm256_storeu_ps(out + i, fa);
+        _mm256_storeu_ps(out + i + 8, fb);
+        if (want_sq) {
+            const __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(fa));
+            const __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(fa, 1));
+            const __m256d d2 = _mm256_cvtps_pd(_mm256_castps256_ps128(fb));
+            const __m256d d3 = _mm256_cvtps_pd(_mm256_extractf128_ps(fb, 1));
+            s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
+            s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
+            s2 = _mm256_add_pd(s2, _mm256_mul_pd(d2, d2));
+            s3 = _mm256_add_pd(s3, _mm256_mul_pd(d3, d3));
+        }
     }
-    uint32_t bad = _mm_movemask_epi8(vbad) != 0;
+    if (want_sq) {
+        double lane[4];
+        _mm256_storeu_pd(lane, _mm256_add_pd(_mm256_add_pd(s0, s1),
+                                             _mm256_add_pd(s2, s3)));
+        *sumsq = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+    }
+    *done = i;
+    return _mm_movemask_epi8(vbad) != 0;
+}
+
+__attribute__((target("avx2,f16c"))) static enum fl_err
+f16_read_f16c(const uint8_t *src, size_t k, float *out)
+{
+    size_t i = 0;
+    uint32_t bad = f16c_loop(src, k, out, &i, 0, NULL);
     bad |= f16_read_tail(src, k, i, out);
+    return bad ? FL_ERR_NONFINITE : FL_OK;
+}
+
+__attribute__((target("avx2,f16c"))) static enum fl_err
+f16_read_f16c_sq(const uint8_t *src, size_t k, float *out, double *sumsq)
+{
+    size_t i = 0;
+    double s = 0;
+    uint32_t bad = f16c_loop(src, k, out, &i, 1, &s);
+    bad |= f16_read_tail(src, k, i, out);
+    for (; i < k; i++) /* as cmp_sumsq() adds its tail: the same bits */
+        s += (double)out[i] * (double)out[i];
+    *sumsq = bad ? 0 : s;
     return bad ? FL_ERR_NONFINITE : FL_OK;
 }
 
@@ -433,6 +479,51 @@ void cmp_value_write(enum cmp_value_coding v, float *val, size_t k,
         int8_write(val, k, dst);
         return;
     }
+}
+
+/* Four lanes of doubles in four independent sums: the chain of dependent
+ * additions is a quarter of a scalar loop's, and the x86-64-v3 clone does
+ * each lane step in one AVX instruction. */
+typedef double cmp_v4d __attribute__((vector_size(32)));
+typedef float cmp_v4f __attribute__((vector_size(16)));
+
+CMP_SIMD_CLONES
+double cmp_sumsq(const float *x, size_t n)
+{
+    cmp_v4d a0 = {0, 0, 0, 0};
+    cmp_v4d a1 = a0;
+    cmp_v4d a2 = a0;
+    cmp_v4d a3 = a0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        cmp_v4f f[4];
+        memcpy(f, x + i, sizeof(f));
+        const cmp_v4d d0 = __builtin_convertvector(f[0], cmp_v4d);
+        const cmp_v4d d1 = __builtin_convertvector(f[1], cmp_v4d);
+        const cmp_v4d d2 = __builtin_convertvector(f[2], cmp_v4d);
+        const cmp_v4d d3 = __builtin_convertvector(f[3], cmp_v4d);
+        a0 += d0 * d0;
+        a1 += d1 * d1;
+        a2 += d2 * d2;
+        a3 += d3 * d3;
+    }
+    a0 = (a0 + a1) + (a2 + a3);
+    double s = (a0[0] + a0[1]) + (a0[2] + a0[3]);
+    for (; i < n; i++)
+        s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+enum fl_err cmp_value_read_sumsq(enum cmp_value_coding v, const uint8_t *src,
+                                 size_t k, float *out, double *sumsq)
+{
+#ifdef CMP_F16C
+    if (v == CMP_VALUE_FP16 && have_f16c())
+        return f16_read_f16c_sq(src, k, out, sumsq);
+#endif
+    const enum fl_err rc = cmp_value_read(v, src, k, out);
+    *sumsq = rc == FL_OK ? cmp_sumsq(out, k) : 0;
+    return rc;
 }
 
 enum fl_err cmp_value_read(enum cmp_value_coding v, const uint8_t *src,

@@ -1576,12 +1576,14 @@ static enum fl_err decode_and_add(struct coord_engine *e,
                  (unsigned long long)t->k, (unsigned long long)e->max_k);
         return FL_ERR_K_RANGE;
     }
-    FL_FORWARD_ERR(cmp_sparse_decode(e->dctx, &meta, t->payload,
-                                     t->payload_len, &lim, &idx, &val, &k));
+    /* the norm comes with the values (no pass of its own) */
+    double norm = 0;
+    FL_FORWARD_ERR(cmp_sparse_decode_l2(e->dctx, &meta, t->payload,
+                                        t->payload_len, &lim, &idx, &val, &k,
+                                        &norm));
     if (k != t->k)
         return FL_ERR_K_RANGE;
     /* the bound in force, then the share cap (coord_guard.h) */
-    const double norm = coord_update_norm(val, k);
     if (coord_guard_check_norm(e->guard, norm) != FL_OK) {
         snprintf(e->why, sizeof(e->why), "L2 norm %.6g is over the bound "
                  "%.6g", norm, coord_guard_norm_bound(e->guard));

@@ -96,24 +96,6 @@ void coord_guard_destroy(struct coord_guard **gp)
 
 /* ---- norm bound */
 
-double coord_update_norm(const float *val, size_t k)
-{
-    /* four independent sums: the loop is not one long chain of dependent
-     * additions (measured: 4.9% of the coordinator's CPU at 1,000 devices
-     * with one sum) */
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = 0;
-    for (; i + 4 <= k; i += 4) {
-        s0 += (double)val[i] * (double)val[i];
-        s1 += (double)val[i + 1] * (double)val[i + 1];
-        s2 += (double)val[i + 2] * (double)val[i + 2];
-        s3 += (double)val[i + 3] * (double)val[i + 3];
-    }
-    for (; i < k; i++)
-        s0 += (double)val[i] * (double)val[i];
-    return sqrt((s0 + s1) + (s2 + s3));
-}
-
 double coord_guard_norm_bound(const struct coord_guard *g)
 {
     double b = INFINITY;

@@ -65,9 +65,6 @@ void coord_guard_destroy(struct coord_guard **gp);
 
 /* ---- norm bound */
 
-/* L2 norm of k values, computed in double (never overflows for floats). */
-double coord_update_norm(const float *val, size_t k);
-
 /* The bound now in force; INFINITY when there is none. */
 double coord_guard_norm_bound(const struct coord_guard *g);
 

@@ -186,6 +186,19 @@ static void roundtrip_one(struct cmp_ctx *ctx, struct fl_rng *rng,
     assert_int_equal(dk, k);
     assert_memory_equal(didx, idx, k * sizeof *idx);
     assert_memory_equal(dval, val, k * sizeof *val);
+    /* the decoder with the norm: the same entries, and the norm of exactly
+     * those values as the plain double sum gives it (to rounding) */
+    double l2 = -1, ref = 0;
+    assert_int_equal(cmp_sparse_decode_l2(ctx, &meta, copy, pl_len, &lim,
+                                          &didx, &dval, &dk, &l2),
+                     FL_OK);
+    assert_int_equal(dk, k);
+    assert_memory_equal(didx, idx, k * sizeof *idx);
+    assert_memory_equal(dval, val, k * sizeof *val);
+    for (size_t j = 0; j < k; j++)
+        ref += (double)val[j] * (double)val[j];
+    assert_true(fabs(l2 - sqrt(ref)) <= 1e-12 * sqrt(ref));
+    assert_true(l2 == sqrt(cmp_sumsq(val, k)));
     const double tol = max_rel_err(vc);
     for (size_t j = 0; j < k; j++) {
         const double e = fabs((double)val[j] - (double)orig[j]);
@@ -458,6 +471,18 @@ static void test_valid_case_decodes(void **state)
         assert_int_equal(k, 6);
         assert_memory_equal(idx, want, sizeof want);
         assert_true(val[5] == 8.0f && val[1] == -2.0f);
+        /* the norm variant: its argument is required; a bad payload gives
+         * the decoder's error and a norm of 0 */
+        double l2 = -1;
+        assert_int_equal(cmp_sparse_decode_l2(ctx, &c.meta, c.payload,
+                                              c.payload_len, &lim, &idx, &val,
+                                              &k, NULL), FL_ERR_INVALID_ARG);
+        struct cmp_meta bad = c.meta;
+        bad.checksum ^= 1;
+        assert_int_equal(cmp_sparse_decode_l2(ctx, &bad, c.payload,
+                                              c.payload_len, &lim, &idx, &val,
+                                              &k, &l2), FL_ERR_CHECKSUM);
+        assert_true(l2 == 0);
     }
     cmp_ctx_destroy(&ctx);
 }

@@ -127,6 +127,79 @@ static void test_f16_read_paths(void **state)
     free(out);
 }
 
+/* cmp_sumsq against a plain double sum: every length around the unrolled
+ * step of 16, a sum that overflows float, and the exact small case. */
+static void test_sumsq(void **state)
+{
+    (void)state;
+    static const float v[4] = {3, 4, 0, 0};
+    assert_true(cmp_sumsq(v, 4) == 25.0);
+    assert_true(cmp_sumsq(v, 0) == 0.0);
+    static const float big[2] = {3e38f, 3e38f};
+    assert_true(isfinite(cmp_sumsq(big, 2)));
+    float w[70];
+    for (size_t n = 0; n <= 70; n++) {
+        double ref = 0;
+        for (size_t i = 0; i < n; i++) {
+            w[i] = (float)(i + 1) * (i % 2 ? -0.5f : 1.25f);
+            ref += (double)w[i] * w[i];
+        }
+        assert_true(fabs(cmp_sumsq(w, n) - ref) <= 1e-14 * ref);
+    }
+}
+
+/* cmp_value_read_sumsq: for every coding, the values cmp_value_read gives
+ * and, bit for bit, cmp_sumsq of them (the fused fp16 path groups its sums
+ * as cmp_sumsq does); on a non-finite value the error and 0. */
+static void test_read_sumsq(void **state)
+{
+    (void)state;
+    static const enum cmp_value_coding vcs[] = {
+        CMP_VALUE_FP32, CMP_VALUE_FP16, CMP_VALUE_BF16, CMP_VALUE_INT8};
+    struct fl_rng rng;
+    fl_rng_seed(&rng, 99);
+    float *val = malloc(2000 * sizeof *val);
+    float *a = malloc(2000 * sizeof *a);
+    float *b = malloc(2000 * sizeof *b);
+    uint8_t *src = malloc(8 * 2000 + 64);
+    assert_true(val && a && b && src);
+    static const size_t ks[] = {1, 2, 15, 16, 17, 31, 32, 33, 47, 1000, 2000};
+    for (size_t c = 0; c < FL_ARRAY_LEN(vcs); c++) {
+        for (size_t t = 0; t < FL_ARRAY_LEN(ks); t++) {
+            const size_t k = ks[t];
+            for (size_t i = 0; i < k; i++)
+                val[i] = (float)(fl_rng_normal(&rng) * 0.03);
+            cmp_value_write(vcs[c], val, k, src);
+            double sq = -1;
+            assert_int_equal(cmp_value_read(vcs[c], src, k, a), FL_OK);
+            assert_int_equal(cmp_value_read_sumsq(vcs[c], src, k, b, &sq),
+                             FL_OK);
+            assert_memory_equal(a, b, k * sizeof *a);
+            assert_true(sq == cmp_sumsq(a, k));
+        }
+    }
+    /* fp16 with an infinity at every position of a short stream */
+    for (size_t k = 1; k <= 40; k++) {
+        for (size_t i = 0; i < k; i++)
+            val[i] = 1.0f;
+        cmp_value_write(CMP_VALUE_FP16, val, k, src);
+        for (size_t bad = 0; bad < k; bad++) {
+            uint8_t s2[80];
+            memcpy(s2, src, 2 * k);
+            s2[k + bad] = 0x7c;   /* high byte of +Inf */
+            s2[bad] = 0;
+            double sq = -1;
+            assert_int_equal(cmp_value_read_sumsq(CMP_VALUE_FP16, s2, k, b,
+                                                  &sq), FL_ERR_NONFINITE);
+            assert_true(sq == 0);
+        }
+    }
+    free(val);
+    free(a);
+    free(b);
+    free(src);
+}
+
 /* Random floats: the chosen half is the nearest (ties to even). */
 static void test_f16_nearest_property(void **state)
 {
@@ -256,6 +329,8 @@ int main(void)
         cmocka_unit_test(test_f16_table),
         cmocka_unit_test(test_f16_exhaustive_roundtrip),
         cmocka_unit_test(test_f16_read_paths),
+        cmocka_unit_test(test_sumsq),
+        cmocka_unit_test(test_read_sumsq),
         cmocka_unit_test(test_f16_nearest_property),
         cmocka_unit_test(test_bf16_table),
         cmocka_unit_test(test_int8_block),
