@@ -103,6 +103,8 @@ SRCS_wrk := $(filter-out %_main.c,$(wildcard worker/*.c))
 SRCS_bench := $(filter-out %_main.c,$(wildcard bench/*.c))
 LAYERS := coord wrk bench mdl pb cmp common
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+# helpers some unit tests share (linked from an archive: only where used)
+UNIT_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 LIB_SRCS := $(SRCS_common) $(SRCS_cmp) $(SRCS_pb) $(SRCS_mdl)
 
@@ -170,8 +172,13 @@ $(B)/$(1)/bin/%: $(call libs,$(1),$(LAYERS)) $(call objs,$(1),$(wildcard */*_mai
 	    $(B)/$(1)/obj/$$(patsubst %.c,%.o,$$(PROG_$$*)) \
 	    $(call libs,$(1),$(LAYERS)) $(PKG_LIBS)
 
+$(B)/$(1)/libtesthelp.a: $(call objs,$(1),$(UNIT_HELPERS))
+	@rm -f $$@
+	@echo "  AR    $$@"
+	@$$(AR) rcs $$@ $$^
+
 $(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRCS)),
-$(B)/$(1)/tests/$(t): $(B)/$(1)/obj/tests/unit/$(t).o $(call libs,$(1),$(call layers_for,$(t)))
+$(B)/$(1)/tests/$(t): $(B)/$(1)/obj/tests/unit/$(t).o $(B)/$(1)/libtesthelp.a $(call libs,$(1),$(call layers_for,$(t)))
 	@mkdir -p $$(@D)
 	@echo "  LINK  $$@"
 	@$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $(CMOCKA_LIBS) $(PKG_LIBS)

@@ -36,10 +36,10 @@
 #include "coordinator/coord_ckpt.h"
 #include "coordinator/coord_engine.h"
 #include "proto/pb_msg.h"
+#include "tests/unit/coord_harness.h"
 
 #define S (1000000000ULL)
 #define DIM 24
-#define MAX_SENT 256
 
 /* ---- helpers */
 
@@ -628,42 +628,25 @@ static void test_truncate_reports(void **state)
 
 /* ---- the engine: checkpoint and resume */
 
-struct sent {
-    uint8_t rid;
-    uint8_t *buf;
-    size_t len;
-};
-
 struct harness {
     struct coord_config cfg;
     struct mdl_layout layout;
     float init[DIM];
     struct coord_report *report;
     struct coord_engine *e;
-    struct sent out[MAX_SENT];
-    size_t nout;
+    struct th_outbox ob;
     uint64_t now;
-    struct pb_msg *held[MAX_SENT];
-    size_t nheld;
     struct cmp_ctx *ctx;
     uint8_t *ckpt;             /* the last checkpoint, encoded */
     size_t ckpt_len;
     int nckpt;
 };
 
-static const struct pb_limits lim = {1u << 24, 1u << 26};
-
 static enum fl_err fake_send(void *ctx, const uint8_t *rid, size_t rid_len,
                              uint8_t *buf, size_t len)
 {
     struct harness *h = ctx;
-    assert_int_equal(rid_len, 1);
-    assert_true(h->nout < MAX_SENT);
-    h->out[h->nout].rid = rid[0];
-    h->out[h->nout].buf = buf;
-    h->out[h->nout].len = len;
-    h->nout++;
-    return FL_OK;
+    return th_outbox_send(&h->ob, rid, rid_len, buf, len);
 }
 
 /* io.checkpoint: keep the encoded bytes, as coord_ckpt_save() would. */
@@ -678,53 +661,21 @@ static enum fl_err fake_checkpoint(void *ctx, struct coord_ckpt *ck)
     return FL_OK;
 }
 
-static char **split(char *buf, int *argc)
-{
-    static char *argv[32];
-    char *p = buf;
-    *argc = 0;
-    while (*p != '\0' && *argc < 31) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        argv[(*argc)++] = p;
-        while (*p != '\0' && *p != ' ')
-            p++;
-    }
-    argv[*argc] = NULL;
-    return argv;
-}
-
 /* An engine (not started) with the flags; epoch tells runs apart. */
 static struct harness *harness_new(const char *flags, uint64_t epoch)
 {
     struct harness *h = calloc(1, sizeof(*h));
-    enum coord_action action;
     char err[256];
-    char buf[512];
-    int argc = 0;
     assert_non_null(h);
-    snprintf(buf, sizeof(buf), "coord %s", flags);
-    char **argv = split(buf, &argc);
-    coord_config_defaults(&h->cfg);
-    if (coord_config_parse(&h->cfg, argc, argv, &action, err, sizeof(err)) !=
-        FL_OK)
-        fail_msg("bad test flags '%s': %s", flags, err);
+    th_config(&h->cfg, flags);
     make_layout(&h->layout, 4);
     for (int i = 0; i < DIM; i++)
         h->init[i] = (float)(i - 12) * 0.125f;
     assert_int_equal(coord_report_open(NULL, &h->report, err, sizeof(err)),
                      FL_OK);
-    const struct coord_engine_env env = {
-        .cfg = &h->cfg,
-        .layout = &h->layout,
-        .init = h->init,
-        .io = {.ctx = h, .send = fake_send, .checkpoint = fake_checkpoint},
-        .report = h->report,
-        .epoch = epoch,
-    };
-    assert_int_equal(coord_engine_new(&env, &h->e), FL_OK);
+    const struct coord_io io = {.ctx = h, .send = fake_send,
+                                .checkpoint = fake_checkpoint};
+    h->e = th_engine(&h->cfg, &h->layout, h->init, &io, h->report, epoch);
     h->ctx = cmp_ctx_new();
     assert_non_null(h->ctx);
     h->now = 1000 * S;
@@ -736,10 +687,7 @@ static void harness_free(struct harness *h)
     coord_engine_destroy(&h->e);
     coord_config_release(&h->cfg);
     coord_report_close(&h->report);
-    for (size_t i = 0; i < h->nout; i++)
-        fl_free(h->out[i].buf);
-    for (size_t i = 0; i < h->nheld; i++)
-        pb_msg_destroy(&h->held[i]);
+    th_outbox_release(&h->ob);
     cmp_ctx_destroy(&h->ctx);
     free(h->ckpt);
     free(h);
@@ -748,37 +696,13 @@ static void harness_free(struct harness *h)
 static const struct pb_envelope *take(struct harness *h, uint8_t rid,
                                       enum pb_body body)
 {
-    for (size_t i = 0; i < h->nout; i++) {
-        struct pb_msg *m = NULL;
-        const struct pb_envelope *env = NULL;
-        if (h->out[i].rid != rid)
-            continue;
-        assert_int_equal(pb_unpack(h->out[i].buf, h->out[i].len, &lim, &m,
-                                   &env, NULL, NULL, 0),
-                         FL_OK);
-        if (env->body != body) {
-            pb_msg_destroy(&m);
-            continue;
-        }
-        fl_free(h->out[i].buf);
-        memmove(&h->out[i], &h->out[i + 1],
-                (h->nout - i - 1) * sizeof(h->out[0]));
-        h->nout--;
-        assert_true(h->nheld < MAX_SENT);
-        h->held[h->nheld++] = m;
-        return env;
-    }
-    return NULL;
+    return th_outbox_take(&h->ob, rid, body, false, NULL, NULL);
 }
 
 static void feed_env(struct harness *h, uint8_t rid,
                      const struct pb_envelope *env)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(pb_pack_alloc(env, &buf, &len), FL_OK);
-    coord_engine_on_message(h->e, &rid, 1, buf, len, 0, 0, h->now);
-    fl_free(buf);
+    th_feed_env(h->e, rid, NULL, env, h->now);
 }
 
 /* Hello from device w<rid>; version > 0: says it holds that version. */

@@ -31,6 +31,7 @@
 #include "coordinator/coord_engine.h"
 #include "model/mdl_file.h"
 #include "proto/pb_msg.h"
+#include "tests/unit/coord_harness.h"
 #include "worker/wrk_model.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -651,7 +652,6 @@ static void test_config_flags(void **state)
 
 #define E_DIM 620
 #define E_NDEV 4
-#define E_MAX_OUT 64
 
 struct harness {
     struct coord_config cfg;
@@ -659,32 +659,17 @@ struct harness {
     float init[E_DIM];
     struct coord_report *report;
     struct coord_engine *e;
-    uint8_t *out_buf[E_MAX_OUT];
-    size_t out_len[E_MAX_OUT];
-    uint8_t out_rid[E_MAX_OUT];
-    size_t nout;
-    uint8_t dead[E_NDEV + 1];
+    struct th_outbox ob;       /* ob.dead[rid]: sends to rid fail */
     uint64_t now;
     struct device dev[E_NDEV + 1];
     struct cmp_ctx *ctx;
-    char *argv_buf;
 };
 
 static enum fl_err h_send(void *ctx, const uint8_t *rid, size_t rid_len,
                           uint8_t *buf, size_t len)
 {
     struct harness *h = ctx;
-    assert_int_equal(rid_len, 1);
-    if (h->dead[rid[0]]) {
-        fl_free(buf);
-        return FL_ERR_UNKNOWN_DEVICE;
-    }
-    assert_true(h->nout < E_MAX_OUT);
-    h->out_buf[h->nout] = buf;
-    h->out_len[h->nout] = len;
-    h->out_rid[h->nout] = rid[0];
-    h->nout++;
-    return FL_OK;
+    return th_outbox_send(&h->ob, rid, rid_len, buf, len);
 }
 
 static void h_layout(struct mdl_layout *l)
@@ -707,28 +692,9 @@ static void h_layout(struct mdl_layout *l)
 static struct harness *h_new(const char *flags)
 {
     struct harness *h = calloc(1, sizeof(*h));
-    char *argv[40];
-    int argc = 0;
-    enum coord_action action;
     char err[256];
     assert_non_null(h);
-    h->argv_buf = malloc(strlen(flags) + 8);
-    assert_non_null(h->argv_buf);
-    snprintf(h->argv_buf, strlen(flags) + 8, "coord %s", flags);
-    for (char *p = h->argv_buf; *p != '\0' && argc < 39;) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        argv[argc++] = p;
-        while (*p != '\0' && *p != ' ')
-            p++;
-    }
-    argv[argc] = NULL;
-    coord_config_defaults(&h->cfg);
-    if (coord_config_parse(&h->cfg, argc, argv, &action, err,
-                           sizeof(err)) != FL_OK)
-        fail_msg("bad flags '%s': %s", flags, err);
+    th_config(&h->cfg, flags);
     h_layout(&h->layout);
     struct fl_rng r;
     fl_rng_seed(&r, 3);
@@ -736,16 +702,8 @@ static struct harness *h_new(const char *flags)
         h->init[i] = (float)(fl_rng_normal(&r) * 0.1);
     assert_int_equal(coord_report_open(NULL, &h->report, err, sizeof(err)),
                      FL_OK);
-    struct coord_engine_env env;
-    memset(&env, 0, sizeof(env));
-    env.cfg = &h->cfg;
-    env.layout = &h->layout;
-    env.init = h->init;
-    env.io.ctx = h;
-    env.io.send = h_send;
-    env.report = h->report;
-    env.epoch = 0x5eed;
-    assert_int_equal(coord_engine_new(&env, &h->e), FL_OK);
+    const struct coord_io io = {.ctx = h, .send = h_send};
+    h->e = th_engine(&h->cfg, &h->layout, h->init, &io, h->report, 0x5eed);
     h->ctx = cmp_ctx_new();
     assert_non_null(h->ctx);
     for (int i = 1; i <= E_NDEV; i++)
@@ -760,23 +718,17 @@ static void h_free(struct harness *h)
     coord_engine_destroy(&h->e);
     coord_config_release(&h->cfg);
     coord_report_close(&h->report);
-    for (size_t i = 0; i < h->nout; i++)
-        fl_free(h->out_buf[i]);
+    th_outbox_release(&h->ob);
     for (int i = 1; i <= E_NDEV; i++)
         device_release(&h->dev[i]);
     cmp_ctx_destroy(&h->ctx);
-    free(h->argv_buf);
     free(h);
 }
 
 static void h_feed(struct harness *h, uint8_t rid,
                    const struct pb_envelope *env)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(pb_pack_alloc(env, &buf, &len), FL_OK);
-    coord_engine_on_message(h->e, &rid, 1, buf, len, 0, 0, h->now);
-    fl_free(buf);
+    th_feed_env(h->e, rid, NULL, env, h->now);
 }
 
 /* The first message of `body` queued for rid, unpacked (caller destroys
@@ -785,29 +737,7 @@ static const struct pb_envelope *h_take(struct harness *h, uint8_t rid,
                                         enum pb_body body,
                                         struct pb_msg **msg, size_t *len)
 {
-    static const struct pb_limits lim = {1u << 24, 1u << 26};
-    for (size_t i = 0; i < h->nout; i++) {
-        const struct pb_envelope *env = NULL;
-        if (h->out_rid[i] != rid)
-            continue;
-        assert_int_equal(pb_unpack(h->out_buf[i], h->out_len[i], &lim, msg,
-                                   &env, NULL, NULL, 0),
-                         FL_OK);
-        if (len != NULL)
-            *len = h->out_len[i];
-        fl_free(h->out_buf[i]);
-        memmove(&h->out_buf[i], &h->out_buf[i + 1],
-                (h->nout - i - 1) * sizeof(h->out_buf[0]));
-        memmove(&h->out_len[i], &h->out_len[i + 1],
-                (h->nout - i - 1) * sizeof(h->out_len[0]));
-        memmove(&h->out_rid[i], &h->out_rid[i + 1], h->nout - i - 1);
-        h->nout--;
-        if (env->body == body)
-            return env;
-        pb_msg_destroy(msg);
-        i--;
-    }
-    return NULL;
+    return th_outbox_take(&h->ob, rid, body, true, msg, len);
 }
 
 static void h_hello(struct harness *h, uint8_t rid)
@@ -937,7 +867,7 @@ static void test_engine_lossy_downlink(void **state)
         }
         /* the closing tick opens the next round at once: device LATE's
          * Task of round 3 cannot be sent; it says Hello again after it */
-        h->dead[LATE] = round == 2;
+        h->ob.dead[LATE] = round == 2;
         coord_engine_tick(h->e, h->now);
         if (round == 3)
             h_hello(h, LATE);

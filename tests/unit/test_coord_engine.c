@@ -25,16 +25,10 @@
 #include "compress/cmp_tensor.h"
 #include "coordinator/coord_engine.h"
 #include "proto/pb_msg.h"
+#include "tests/unit/coord_harness.h"
 
-#define MAX_SENT 512
 #define S (1000000000ULL)
 #define DIM 24
-
-struct sent {
-    uint8_t rid;
-    uint8_t *buf;
-    size_t len;
-};
 
 struct harness {
     struct coord_config cfg;
@@ -42,18 +36,12 @@ struct harness {
     float init[DIM];
     struct coord_report *report;
     struct coord_engine *e;
-    struct sent out[MAX_SENT];
-    size_t nout;
+    struct th_outbox ob;       /* ob.dead[rid]: sends to rid fail */
     uint64_t now;
-    uint8_t dead[256];         /* rid -> send fails */
     int evals;
     char *report_dir;
-    struct pb_msg *held_msgs[MAX_SENT];
-    size_t nheld;
     struct cmp_ctx *ctx;
 };
-
-static const struct pb_limits lim = {1u << 24, 1u << 26};
 
 /* ---- fake transport */
 
@@ -62,17 +50,7 @@ static enum fl_err fake_send(void *ctx, const uint8_t *rid, size_t rid_len,
                              uint8_t *buf, size_t len)
 {
     struct harness *h = ctx;
-    assert_int_equal(rid_len, 1);
-    if (h->dead[rid[0]]) {
-        fl_free(buf);
-        return FL_ERR_UNKNOWN_DEVICE;
-    }
-    assert_true(h->nout < MAX_SENT);
-    h->out[h->nout].rid = rid[0];
-    h->out[h->nout].buf = buf;
-    h->out[h->nout].len = len;
-    h->nout++;
-    return FL_OK;
+    return th_outbox_send(&h->ob, rid, rid_len, buf, len);
 }
 
 static enum fl_err fake_eval(void *ctx, const float *params, size_t dim,
@@ -108,31 +86,9 @@ static void make_layout(struct mdl_layout *l)
 static struct harness *harness_new(const char *flags, bool with_reports)
 {
     struct harness *h = calloc(1, sizeof(*h));
-    enum coord_action action;
     char err[256];
-    char *argv[32];
-    int argc = 0;
-    static char buf[1024];
     assert_non_null(h);
-    snprintf(buf, sizeof(buf), "coord %s", flags);
-    /* split on spaces */
-    {
-        char *p = buf;
-        while (*p != '\0' && argc < 31) {
-            while (*p == ' ')
-                *p++ = '\0';
-            if (*p == '\0')
-                break;
-            argv[argc++] = p;
-            while (*p != '\0' && *p != ' ')
-                p++;
-        }
-        argv[argc] = NULL;
-    }
-    coord_config_defaults(&h->cfg);
-    if (coord_config_parse(&h->cfg, argc, argv, &action, err, sizeof(err)) !=
-        FL_OK)
-        fail_msg("bad test flags '%s': %s", flags, err);
+    th_config(&h->cfg, flags);
     make_layout(&h->layout);
     for (int i = 0; i < DIM; i++)
         h->init[i] = (float)(i - 12) * 0.125f;
@@ -144,16 +100,9 @@ static struct harness *harness_new(const char *flags, bool with_reports)
     assert_int_equal(coord_report_open(h->report_dir, &h->report, err,
                                        sizeof(err)),
                      FL_OK);
-    const struct coord_engine_env env = {
-        .cfg = &h->cfg,
-        .layout = &h->layout,
-        .init = h->init,
-        .io = {.ctx = h, .send = fake_send, .evaluate = fake_eval},
-        .report = h->report,
-        .progress = NULL,
-        .epoch = 0xabcdef,
-    };
-    assert_int_equal(coord_engine_new(&env, &h->e), FL_OK);
+    const struct coord_io io = {.ctx = h, .send = fake_send,
+                                .evaluate = fake_eval};
+    h->e = th_engine(&h->cfg, &h->layout, h->init, &io, h->report, 0xabcdef);
     h->ctx = cmp_ctx_new();
     assert_non_null(h->ctx);
     h->now = 1000 * S;
@@ -166,10 +115,7 @@ static void harness_free(struct harness *h)
     coord_engine_destroy(&h->e);
     coord_config_release(&h->cfg);
     coord_report_close(&h->report);
-    for (size_t i = 0; i < h->nout; i++)
-        fl_free(h->out[i].buf);
-    for (size_t i = 0; i < h->nheld; i++)
-        pb_msg_destroy(&h->held_msgs[i]);
+    th_outbox_release(&h->ob);
     cmp_ctx_destroy(&h->ctx);
     if (h->report_dir != NULL) {
         static const char *const names[] = {"rounds.csv", "rounds.jsonl",
@@ -190,37 +136,12 @@ static void harness_free(struct harness *h)
 static const struct pb_envelope *take(struct harness *h, uint8_t rid,
                                       enum pb_body body, size_t *len)
 {
-    for (size_t i = 0; i < h->nout; i++) {
-        if (h->out[i].rid != rid)
-            continue;
-        struct pb_msg *m = NULL;
-        const struct pb_envelope *env = NULL;
-        assert_int_equal(pb_unpack(h->out[i].buf, h->out[i].len, &lim, &m,
-                                   &env, NULL, NULL, 0),
-                         FL_OK);
-        if (body != PB_BODY_NONE && env->body != body) {
-            pb_msg_destroy(&m);
-            continue;
-        }
-        if (len != NULL)
-            *len = h->out[i].len;
-        fl_free(h->out[i].buf);
-        memmove(&h->out[i], &h->out[i + 1],
-                (h->nout - i - 1) * sizeof(h->out[0]));
-        h->nout--;
-        assert_true(h->nheld < MAX_SENT);
-        h->held_msgs[h->nheld++] = m;
-        return env;
-    }
-    return NULL;
+    return th_outbox_take(&h->ob, rid, body, false, NULL, len);
 }
 
 static size_t count_to(const struct harness *h, uint8_t rid)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < h->nout; i++)
-        n += h->out[i].rid == rid;
-    return n;
+    return th_outbox_count(&h->ob, rid);
 }
 
 /* The CURVE User-Id that feed() gives messages; NULL = plaintext. */
@@ -239,12 +160,7 @@ static void feed(struct harness *h, uint8_t rid, const uint8_t *buf,
 static size_t feed_env(struct harness *h, uint8_t rid,
                        const struct pb_envelope *env)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(pb_pack_alloc(env, &buf, &len), FL_OK);
-    feed(h, rid, buf, len);
-    fl_free(buf);
-    return len;
+    return th_feed_env(h->e, rid, feed_user, env, h->now);
 }
 
 static void hello(struct harness *h, uint8_t rid, const char *id,
@@ -994,7 +910,7 @@ static void test_abandon_retry_and_give_up(void **state)
     assert_int_equal(b2->bye.last_update_round, 1);
     struct pb_envelope bye = {.version = 1, .body = PB_BODY_BYE};
     feed_env(h, 1, &bye);
-    assert_int_equal(h->nout, 0);
+    assert_int_equal(h->ob.nout, 0);
     harness_free(h);
 }
 
@@ -1048,7 +964,7 @@ static void test_unreachable_bye_and_rehello(void **state)
     hello(h, 1, "u1", 10);
     hello(h, 2, "u2", 10);
     hello(h, 3, "u3", 10);
-    h->dead[3] = 1; /* u3 vanished: its Task cannot be sent */
+    h->ob.dead[3] = 1; /* u3 vanished: its Task cannot be sent */
     coord_engine_tick(h->e, h->now);
     assert_non_null(take_task(h, 1, held[1]));
     assert_non_null(take_task(h, 2, held[2]));
@@ -1082,7 +998,7 @@ static void test_unreachable_bye_and_rehello(void **state)
     assert_int_equal(coord_devtab_connected(coord_engine_devices(h->e)), 1);
     assert_int_equal(count_to(h, 1), 0);
     /* u3 is back with version 1: it gets a delta */
-    h->dead[3] = 0;
+    h->ob.dead[3] = 0;
     struct pb_envelope he = {.version = 1, .body = PB_BODY_HELLO};
     he.hello.device_id = "u3";
     he.hello.n_samples = 10;
@@ -1237,9 +1153,7 @@ static void test_hostile_bytes(void **state)
         h->now += 2 * S;
         coord_engine_tick(h->e, h->now);
         /* drop what was sent */
-        for (size_t i = 0; i < h->nout; i++)
-            fl_free(h->out[i].buf);
-        h->nout = 0;
+        th_outbox_clear(&h->ob);
         (void)held;
         const struct coord_agg *a = coord_engine_agg(h->e);
         for (int i = 0; i < DIM; i++)

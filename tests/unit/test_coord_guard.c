@@ -26,10 +26,10 @@
 #include "coordinator/coord_engine.h"
 #include "coordinator/coord_guard.h"
 #include "proto/pb_msg.h"
+#include "tests/unit/coord_harness.h"
 
 #define S (1000000000ULL)
 #define DIM 24
-#define MAX_SENT 256
 
 /* ------------------------------------------------------------ share cap */
 
@@ -349,25 +349,7 @@ static void test_escape(void **state)
 
 static enum fl_err parse(struct coord_config *cfg, const char *line)
 {
-    char buf[256];
-    char *argv[16];
-    int argc = 0;
-    enum coord_action action;
-    char err[256];
-    snprintf(buf, sizeof(buf), "coord %s", line);
-    char *p = buf;
-    while (*p != '\0' && argc < 15) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        argv[argc++] = p;
-        while (*p != '\0' && *p != ' ')
-            p++;
-    }
-    argv[argc] = NULL;
-    coord_config_defaults(cfg);
-    return coord_config_parse(cfg, argc, argv, &action, err, sizeof(err));
+    return th_config_try(cfg, line, NULL, 0);
 }
 
 static void test_flags(void **state)
@@ -435,36 +417,22 @@ static void test_flags(void **state)
 
 /* ------------------------------------------------------------ engine */
 
-struct sent {
-    uint8_t rid;
-    uint8_t *buf;
-    size_t len;
-};
-
 struct harness {
     struct coord_config cfg;
     struct mdl_layout layout;
     float init[DIM];
     struct coord_report *report;
     struct coord_engine *e;
-    struct sent out[MAX_SENT];
-    size_t nout;
+    struct th_outbox ob;
     uint64_t now;
-    struct pb_msg *held[MAX_SENT];
-    size_t nheld;
     struct cmp_ctx *ctx;
 };
-
-static const struct pb_limits lim = {1u << 24, 1u << 26};
 
 static enum fl_err fake_send(void *ctx, const uint8_t *rid, size_t rid_len,
                              uint8_t *buf, size_t len)
 {
     struct harness *h = ctx;
-    assert_int_equal(rid_len, 1);
-    assert_true(h->nout < MAX_SENT);
-    h->out[h->nout++] = (struct sent){rid[0], buf, len};
-    return FL_OK;
+    return th_outbox_send(&h->ob, rid, rid_len, buf, len);
 }
 
 static struct harness *harness_new(const char *flags)
@@ -472,8 +440,7 @@ static struct harness *harness_new(const char *flags)
     struct harness *h = calloc(1, sizeof(*h));
     char err[256];
     assert_non_null(h);
-    if (parse(&h->cfg, flags) != FL_OK)
-        fail_msg("bad test flags '%s'", flags);
+    th_config(&h->cfg, flags);
     struct mdl_layout *l = &h->layout;
     l->dim = DIM;
     l->ntensors = 1;
@@ -485,12 +452,8 @@ static struct harness *harness_new(const char *flags)
         h->init[i] = (float)i * 0.5f;
     assert_int_equal(coord_report_open(NULL, &h->report, err, sizeof(err)),
                      FL_OK);
-    const struct coord_engine_env env = {
-        .cfg = &h->cfg, .layout = l, .init = h->init,
-        .io = {.ctx = h, .send = fake_send}, .report = h->report,
-        .epoch = 77,
-    };
-    assert_int_equal(coord_engine_new(&env, &h->e), FL_OK);
+    const struct coord_io io = {.ctx = h, .send = fake_send};
+    h->e = th_engine(&h->cfg, l, h->init, &io, h->report, 77);
     h->ctx = cmp_ctx_new();
     assert_non_null(h->ctx);
     h->now = 100 * S;
@@ -498,21 +461,12 @@ static struct harness *harness_new(const char *flags)
     return h;
 }
 
-static void drop_sent(struct harness *h)
-{
-    for (size_t i = 0; i < h->nout; i++)
-        fl_free(h->out[i].buf);
-    h->nout = 0;
-}
-
 static void harness_free(struct harness *h)
 {
     coord_engine_destroy(&h->e);
     coord_config_release(&h->cfg);
     coord_report_close(&h->report);
-    drop_sent(h);
-    for (size_t i = 0; i < h->nheld; i++)
-        pb_msg_destroy(&h->held[i]);
+    th_outbox_release(&h->ob);
     cmp_ctx_destroy(&h->ctx);
     free(h);
 }
@@ -522,27 +476,7 @@ static void harness_free(struct harness *h)
 static const struct pb_envelope *take(struct harness *h, uint8_t rid,
                                       enum pb_body body)
 {
-    for (size_t i = 0; i < h->nout; i++) {
-        struct pb_msg *m = NULL;
-        const struct pb_envelope *env = NULL;
-        if (h->out[i].rid != rid)
-            continue;
-        assert_int_equal(pb_unpack(h->out[i].buf, h->out[i].len, &lim, &m,
-                                   &env, NULL, NULL, 0),
-                         FL_OK);
-        if (body != PB_BODY_NONE && env->body != body) {
-            pb_msg_destroy(&m);
-            continue;
-        }
-        fl_free(h->out[i].buf);
-        memmove(&h->out[i], &h->out[i + 1],
-                (h->nout - i - 1) * sizeof(h->out[0]));
-        h->nout--;
-        assert_true(h->nheld < MAX_SENT);
-        h->held[h->nheld++] = m;
-        return env;
-    }
-    return NULL;
+    return th_outbox_take(&h->ob, rid, body, false, NULL, NULL);
 }
 
 static void feed(struct harness *h, uint8_t rid, const uint8_t *buf,
@@ -554,11 +488,7 @@ static void feed(struct harness *h, uint8_t rid, const uint8_t *buf,
 static void feed_env(struct harness *h, uint8_t rid,
                      const struct pb_envelope *env)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(pb_pack_alloc(env, &buf, &len), FL_OK);
-    feed(h, rid, buf, len);
-    fl_free(buf);
+    th_feed_env(h->e, rid, NULL, env, h->now);
 }
 
 static void hello(struct harness *h, uint8_t rid, const char *id)
