@@ -258,10 +258,10 @@ fuzz_objs = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(foreach l,$(1),$(SRCS_$(l)))) \
     $(if $(filter pb,$(1)),$(B)/fuzz/obj/gen/proto/fedcomp.pb-c.o)
 $(B)/fuzz/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS_ALL) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS_ALL) -MMD -MP -c $< -o $@
 $(B)/fuzz/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS_ALL) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS_ALL) -MMD -MP -c $< -o $@
 $(foreach t,$(patsubst tests/fuzz/%.c,%,$(FUZZ_SRCS)),$(eval \
 $(B)/fuzz/bin/$(t): $(B)/fuzz/obj/tests/fuzz/$(t).o $(call fuzz_objs,$(call layers_for,$(t))) ; \
 	@mkdir -p $$(@D) && $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$^ $(PKG_LIBS)))
