@@ -11,27 +11,17 @@
 
 #include "common/fl_alloc.h"
 #include "common/fl_err.h"
+#include "tests/unit/split_argv.h"
 
 enum fl_err th_config_try(struct coord_config *cfg, const char *flags,
                           char *err, size_t errlen)
 {
     enum coord_action action;
     char *argv[64];
-    int argc = 0;
     const size_t n = strlen(flags) + sizeof("coord ");
     char *buf = malloc(n);
     assert_non_null(buf);
-    snprintf(buf, n, "coord %s", flags);
-    for (char *p = buf; *p != '\0' && argc < 63;) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        argv[argc++] = p;
-        while (*p != '\0' && *p != ' ')
-            p++;
-    }
-    argv[argc] = NULL;
+    const int argc = ta_split("coord", flags, buf, n, argv, 64);
     coord_config_defaults(cfg);
     const enum fl_err rc = coord_config_parse(cfg, argc, argv, &action, err,
                                               errlen);

@@ -17,6 +17,7 @@
 
 #include "common/fl_util.h"
 #include "coordinator/coord_config.h"
+#include "tests/unit/split_argv.h"
 
 #define MAX_ARGS 16
 
@@ -27,19 +28,8 @@ static enum fl_err parse_line(const char *line, struct coord_config *cfg,
 {
     static char buf[1024];
     char *argv[MAX_ARGS + 1];
-    int argc = 0;
-    snprintf(buf, sizeof(buf), "fedcomp-coordinator %s", line);
-    for (char *p = buf; *p != '\0';) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        assert_true(argc < MAX_ARGS);
-        argv[argc++] = p;
-        while (*p != '\0' && *p != ' ')
-            p++;
-    }
-    argv[argc] = NULL;
+    const int argc = ta_split("fedcomp-coordinator", line, buf, sizeof(buf),
+                              argv, MAX_ARGS + 1);
     coord_config_release(cfg);
     coord_config_defaults(cfg);
     return coord_config_parse(cfg, argc, argv, action, err, errlen);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "common/fl_util.h"
+#include "tests/unit/split_argv.h"
 #include "worker/wrk_config.h"
 
 #define MAXARGS 16
@@ -22,19 +23,7 @@
 /* Split a command line on spaces into argv (no quoting needed here). */
 static int split(const char *line, char *buf, size_t cap, char **argv)
 {
-    int argc = 0;
-    snprintf(buf, cap, "fedcomp-worker %s", line);
-    for (char *p = buf; *p != '\0' && argc < MAXARGS - 1;) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        argv[argc++] = p;
-        while (*p != '\0' && *p != ' ')
-            p++;
-    }
-    argv[argc] = NULL;
-    return argc;
+    return ta_split("fedcomp-worker", line, buf, cap, argv, MAXARGS);
 }
 
 static enum fl_err parse_line(const char *line, struct wrk_config *cfg,
