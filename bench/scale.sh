@@ -24,7 +24,8 @@
 #     geometry, with credits): CPU us per message and peak RSS of a ROUTER
 #     that only receives, counts and answers from precomputed frames;
 #   - fedcomp-bench compress --n DIM --density 0.01: decode+aggregate ns per
-#     nonzero of the same update (fp16, zstd-1, exact top-k) x k.
+#     nonzero of the same update (fp16, zstd-1, exact top-k) x k, the
+#     fastest of five runs.
 # Targets printed at the end (met / MISSED):
 #   T1 coord us/update - baseline us/msg <= 1.2 x decode+aggregate us/update
 #   T2 us/update at N=10,000 <= 1.2 x us/update at N=100
