@@ -119,16 +119,22 @@ const struct pb_envelope *th_outbox_take(struct th_outbox *o, uint8_t rid,
     return NULL;
 }
 
+void th_feed(struct coord_engine *e, uint8_t rid, const char *uid,
+             const uint8_t *buf, size_t len, uint64_t now)
+{
+    if (uid != NULL)
+        coord_engine_on_message_auth(e, &rid, 1, uid, buf, len, 0, 0, now);
+    else
+        coord_engine_on_message(e, &rid, 1, buf, len, 0, 0, now);
+}
+
 size_t th_feed_env(struct coord_engine *e, uint8_t rid, const char *uid,
                    const struct pb_envelope *env, uint64_t now)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     assert_int_equal(pb_pack_alloc(env, &buf, &len), FL_OK);
-    if (uid != NULL)
-        coord_engine_on_message_auth(e, &rid, 1, uid, buf, len, 0, 0, now);
-    else
-        coord_engine_on_message(e, &rid, 1, buf, len, 0, 0, now);
+    th_feed(e, rid, uid, buf, len, now);
     fl_free(buf);
     return len;
 }

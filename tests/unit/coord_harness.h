@@ -4,8 +4,10 @@
  * sends, taking messages off that queue, feeding messages in, and building
  * the engine. Each test keeps its own harness struct with these inside.
  *
- * Every helper fails the running cmocka test on an unexpected error; none
- * returns one. Routing ids are one byte (the device's number). */
+ * The helpers fail the running cmocka test on an unexpected error; what
+ * they return is what the test looks at (th_config_try's parse result,
+ * th_outbox_send's answer to the engine). Routing ids are one byte (the
+ * device's number). */
 #ifndef FEDCOMP_TESTS_COORD_HARNESS_H
 #define FEDCOMP_TESTS_COORD_HARNESS_H
 
@@ -67,6 +69,11 @@ size_t th_outbox_count(const struct th_outbox *o, uint8_t rid);
 const struct pb_envelope *th_outbox_take(struct th_outbox *o, uint8_t rid,
                                          enum pb_body body, bool drop_before,
                                          struct pb_msg **msg, size_t *len);
+
+/* Hands len bytes to the engine as a message from rid at time now: with
+ * the CURVE User-Id uid, or plaintext when uid is NULL. */
+void th_feed(struct coord_engine *e, uint8_t rid, const char *uid,
+             const uint8_t *buf, size_t len, uint64_t now);
 
 /* Packs env and hands it to the engine as a message from rid at time now:
  * with the CURVE User-Id uid, or plaintext when uid is NULL. Returns the

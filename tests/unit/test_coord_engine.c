@@ -150,11 +150,7 @@ static const char *feed_user;
 static void feed(struct harness *h, uint8_t rid, const uint8_t *buf,
                  size_t len)
 {
-    if (feed_user != NULL)
-        coord_engine_on_message_auth(h->e, &rid, 1, feed_user, buf, len, 0,
-                                     0, h->now);
-    else
-        coord_engine_on_message(h->e, &rid, 1, buf, len, 0, 0, h->now);
+    th_feed(h->e, rid, feed_user, buf, len, h->now);
 }
 
 static size_t feed_env(struct harness *h, uint8_t rid,

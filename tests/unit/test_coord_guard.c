@@ -482,7 +482,7 @@ static const struct pb_envelope *take(struct harness *h, uint8_t rid,
 static void feed(struct harness *h, uint8_t rid, const uint8_t *buf,
                  size_t len)
 {
-    coord_engine_on_message(h->e, &rid, 1, buf, len, 0, 0, h->now);
+    th_feed(h->e, rid, NULL, buf, len, h->now);
 }
 
 static void feed_env(struct harness *h, uint8_t rid,
