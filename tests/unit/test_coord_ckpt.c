@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <zlib.h>
 
 #include "common/fl_alloc.h"
 #include "common/fl_log.h"
@@ -37,6 +36,7 @@
 #include "coordinator/coord_engine.h"
 #include "proto/pb_msg.h"
 #include "tests/unit/coord_harness.h"
+#include "fixture_bytes.h"
 
 #define S (1000000000ULL)
 #define DIM 24
@@ -181,26 +181,6 @@ static void assert_ckpt_equal(const struct coord_ckpt *a,
     if (a->momentum != NULL)
         assert_memory_equal(a->momentum, b->momentum,
                             a->dim * sizeof(float));
-}
-
-/* Little-endian field writers for targeted corruption. */
-static void set_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void set_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void fix_crc(uint8_t *buf, size_t len)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    c = crc32(c, buf, (uInt)(len - 4));
-    set_u32(buf + len - 4, (uint32_t)c);
 }
 
 /* ---- the file format */
@@ -358,11 +338,11 @@ static void test_targeted_corruption(void **state)
         if (table[t].width == 1)
             copy[table[t].off] = (uint8_t)table[t].value;
         else if (table[t].width == 4)
-            set_u32(copy + table[t].off, (uint32_t)table[t].value);
+            fb_le32(copy + table[t].off, (uint32_t)table[t].value);
         else
-            set_u64(copy + table[t].off, table[t].value);
+            fb_le64(copy + table[t].off, table[t].value);
         if (!table[t].keep_crc)
-            fix_crc(copy, len);
+            fb_fix_crc32(copy, len);
         const enum fl_err rc = coord_ckpt_decode(copy, len, &back);
         if (rc != table[t].want)
             fail_msg("%s: got %s, want %s", table[t].what, fl_err_name(rc),
@@ -372,7 +352,7 @@ static void test_targeted_corruption(void **state)
     /* "w1" followed by a stray byte inside the NUL padding */
     memcpy(copy, buf, len);
     copy[240 + 10] = 'z';
-    fix_crc(copy, len);
+    fb_fix_crc32(copy, len);
     assert_int_equal(coord_ckpt_decode(copy, len, &back), FL_ERR_FORMAT);
     free(copy);
     free(buf);

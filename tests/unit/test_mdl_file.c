@@ -18,6 +18,7 @@
 #include "common/fl_util.h"
 #include "model/mdl_file.h"
 #include "model/mdl_trainer.h"
+#include "fixture_bytes.h"
 
 static char tmpdir[256];
 
@@ -64,14 +65,6 @@ static void spill(const char *path, const unsigned char *b, size_t len)
     assert_non_null(f);
     assert_int_equal(fwrite(b, 1, len, f), len);
     assert_int_equal(fclose(f), 0);
-}
-
-/* Recompute the trailing CRC after patching bytes. */
-static void fix_crc(unsigned char *b, size_t len)
-{
-    const uint32_t crc = (uint32_t)crc32(0, b, (uInt)(len - 4));
-    for (int i = 0; i < 4; i++)
-        b[len - 4 + i] = (unsigned char)(crc >> (8 * i));
 }
 
 struct model {
@@ -279,7 +272,7 @@ static void test_patched_fields(void **state)
         const struct patch_case *pc = &patch_cases[i];
         memcpy(c, b, len);
         c[pc->off] = pc->val;
-        fix_crc(c, len);
+        fb_fix_crc32(c, len);
         err[0] = '\0';
         const enum fl_err rc = load_bytes(c, len, 1u << 20, err, sizeof(err));
         if (rc != pc->want || strstr(err, pc->msg) == NULL)
@@ -289,7 +282,7 @@ static void test_patched_fields(void **state)
     memcpy(c, b, len);
     c[len - 5] = 0x7f;
     c[len - 6] = 0xc0;
-    fix_crc(c, len);
+    fb_fix_crc32(c, len);
     assert_int_equal(load_bytes(c, len, 1u << 20, err, sizeof(err)),
                      FL_ERR_NONFINITE);
     /* a flipped float without CRC repair: checksum */

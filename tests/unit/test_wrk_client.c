@@ -37,6 +37,7 @@
 #include "worker/wrk_state.h"
 #include "worker/wrk_stats.h"
 #include "worker/wrk_update.h"
+#include "fixture_bytes.h"
 
 #define NSAMP 40
 #define E1 0x1111111111111111ULL
@@ -47,49 +48,20 @@ static char log_path[256];
 
 /* ------------------------------------------------------------ fixtures */
 
-static void put_u32(FILE *f, uint32_t v)
+/* a learnable pattern: the label in pixel 0, noise elsewhere */
+static void label_pixels(uint32_t i, uint8_t px[4])
 {
-    const uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16),
-                          (uint8_t)(v >> 8), (uint8_t)v};
-    fwrite(b, 1, 4, f);
-}
-
-static int write_idx(void)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/train-labels-idx1-ubyte", dir);
-    FILE *f = fopen(path, "wb");
-    if (f == NULL)
-        return -1;
-    put_u32(f, 0x801);
-    put_u32(f, NSAMP);
-    for (uint32_t i = 0; i < NSAMP; i++)
-        fputc((int)(i % 10), f);
-    fclose(f);
-    snprintf(path, sizeof(path), "%s/train-images-idx3-ubyte", dir);
-    f = fopen(path, "wb");
-    if (f == NULL)
-        return -1;
-    put_u32(f, 0x803);
-    put_u32(f, NSAMP);
-    put_u32(f, 2);
-    put_u32(f, 2);
-    for (uint32_t i = 0; i < NSAMP; i++) {
-        /* a learnable pattern: the label in pixel 0, noise elsewhere */
-        fputc((int)((i % 10) * 25), f);
-        fputc((int)((i * 37) % 256), f);
-        fputc((int)((i * 91) % 256), f);
-        fputc(128, f);
-    }
-    fclose(f);
-    return 0;
+    px[0] = (uint8_t)((i % 10) * 25);
+    px[1] = (uint8_t)((i * 37) % 256);
+    px[2] = (uint8_t)((i * 91) % 256);
+    px[3] = 128;
 }
 
 static int group_setup(void **state)
 {
     (void)state;
     alarm(120); /* watchdog for the whole file */
-    if (mkdtemp(dir) == NULL || write_idx() != 0)
+    if (mkdtemp(dir) == NULL || fb_write_idx(dir, NSAMP, label_pixels) != 0)
         return -1;
     snprintf(log_path, sizeof(log_path), "%s/worker.log", dir);
     return 0;

@@ -19,50 +19,27 @@
 
 #include "common/fl_util.h"
 #include "worker/wrk_data.h"
+#include "fixture_bytes.h"
 
 #define NSAMP 200
 
 static char dir[] = "/tmp/test_wrk_data.XXXXXX";
 
-static void put_u32(FILE *f, uint32_t v)
+/* pixels 0, 1: the sample's index in base 256; pixels 2, 3: fixed */
+static void index_pixels(uint32_t i, uint8_t px[4])
 {
-    const uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16),
-                          (uint8_t)(v >> 8), (uint8_t)v};
-    fwrite(b, 1, 4, f);
+    px[0] = (uint8_t)(i % 256);
+    px[1] = (uint8_t)(i / 256);
+    px[2] = 7;
+    px[3] = 255;
 }
 
 static int setup(void **state)
 {
     (void)state;
-    char path[256];
     if (mkdtemp(dir) == NULL)
         return -1;
-    snprintf(path, sizeof(path), "%s/train-labels-idx1-ubyte", dir);
-    FILE *f = fopen(path, "wb");
-    if (f == NULL)
-        return -1;
-    put_u32(f, 0x801);
-    put_u32(f, NSAMP);
-    for (uint32_t i = 0; i < NSAMP; i++)
-        fputc((int)(i % 10), f);
-    fclose(f);
-    snprintf(path, sizeof(path), "%s/train-images-idx3-ubyte", dir);
-    f = fopen(path, "wb");
-    if (f == NULL)
-        return -1;
-    put_u32(f, 0x803);
-    put_u32(f, NSAMP);
-    put_u32(f, 2);
-    put_u32(f, 2);
-    for (uint32_t i = 0; i < NSAMP; i++) {
-        /* pixel 0, 1: index in base 256; pixels 2, 3: fixed */
-        fputc((int)(i % 256), f);
-        fputc((int)(i / 256), f);
-        fputc(7, f);
-        fputc(255, f);
-    }
-    fclose(f);
-    return 0;
+    return fb_write_idx(dir, NSAMP, index_pixels);
 }
 
 static int teardown(void **state)

@@ -24,13 +24,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <zlib.h>
 
 #include "common/fl_alloc.h"
 #include "common/fl_util.h"
 #include "compress/cmp_tensor.h"
 #include "worker/wrk_state.h"
 #include "worker/wrk_update.h"
+#include "fixture_bytes.h"
 
 #define DIM 1000
 
@@ -119,25 +119,6 @@ static void assert_state_equal(const struct wrk_state *a,
         assert_memory_equal(x->pending_val, y->pending_val,
                             x->pending_k * sizeof(float));
     }
-}
-
-static void set_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void set_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void fix_crc(uint8_t *buf, size_t len)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    c = crc32(c, buf, (uInt)(len - 4));
-    set_u32(buf + len - 4, (uint32_t)c);
 }
 
 /* ---- the format */
@@ -286,11 +267,11 @@ static void test_targeted_corruption(void **state)
         if (table[t].width == 1)
             copy[table[t].off] = (uint8_t)table[t].value;
         else if (table[t].width == 4)
-            set_u32(copy + table[t].off, (uint32_t)table[t].value);
+            fb_le32(copy + table[t].off, (uint32_t)table[t].value);
         else
-            set_u64(copy + table[t].off, table[t].value);
+            fb_le64(copy + table[t].off, table[t].value);
         if (!table[t].keep_crc)
-            fix_crc(copy, len);
+            fb_fix_crc32(copy, len);
         const enum fl_err rc = wrk_state_decode(copy, len, D, &back);
         if (rc != table[t].want)
             fail_msg("%s: got %s, want %s", table[t].what, fl_err_name(rc),
