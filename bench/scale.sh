@@ -126,29 +126,11 @@ transport=(--heartbeat-ms "$hb_ms" --io-threads "$io_threads"
            --chunk-window "$chunk_window" --inline-bytes "$inline_bytes"
            --max-inflight-chunks "$max_inflight")
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    PIDS=()
-}
-trap cleanup EXIT
+# shellcheck source=bench/procs.sh
+source "$(dirname "$0")/procs.sh"
+trap procs_stop EXIT
 trap 'exit 130' INT TERM
 
-# wait_file FILE PID : bounded poll (60 s) until FILE is non-empty; fails
-# when PID has exited first.
-wait_file() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        [[ -s $1 ]] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 
 # stop_run PID DIR : stop the server PID and the swarm of DIR (the process
 # group of its watchdog)
@@ -196,16 +178,6 @@ sample_rss() {
     done
 }
 
-# the program inside a `timeout` wrapper
-child_of() {
-    local i c
-    for ((i = 0; i < 100; i++)); do
-        c=$(cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{ print $1 }')
-        [[ -n $c ]] && { echo "$c"; return 0; }
-        sleep 0.05
-    done
-    return 1
-}
 
 # run_swarm N DIR : the swarm against DIR/endpoint; exit code in DIR/swarm.rc
 run_swarm() {
