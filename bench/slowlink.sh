@@ -97,16 +97,10 @@ done
 failed=0
 if ((!report_only)); then
 # ---- processes and namespaces are always cleaned up
-PIDS=()
+# shellcheck source=bench/procs.sh
+source "$(dirname "$0")/procs.sh"
 cleanup() {
-    local p t
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for ((t = 0; t < 50; t++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    PIDS=()
+    procs_stop
     "$NETNS" down >/dev/null 2>&1 || "$NETNS" down
 }
 trap cleanup EXIT
@@ -196,19 +190,12 @@ run_config() {
         # workers leave on the coordinator's Bye; give them 10 s
         for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     done
-    cleanup_pids
+    procs_stop
     tc_sent_all "$dir/tc-after.txt"
     echo "$c: coordinator exit $rc, $(($(date +%s) - t0)) s," \
         "final acc $(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) h[$i] = i; next }
             { a = $h["test_acc"] } END { print a }' "$dir/report/rounds.csv" 2>/dev/null)"
     return $rc
-}
-
-cleanup_pids() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    PIDS=()
 }
 
 for c in $configs; do

@@ -72,28 +72,11 @@ for p in "$coord_bin" "$bin/fedcomp-swarm"; do
     [[ -x $p ]] || { echo "soak.sh: $p not built" >&2; exit 2; }
 done
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    PIDS=()
-}
-trap cleanup EXIT
+# shellcheck source=bench/procs.sh
+source "$(dirname "$0")/procs.sh"
+trap procs_stop EXIT
 trap 'exit 130' INT TERM
 
-# the program inside a `timeout` wrapper
-child_of() {
-    local i c
-    for ((i = 0; i < 100; i++)); do
-        c=$(cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{ print $1 }')
-        [[ -n $c ]] && { echo "$c"; return 0; }
-        sleep 0.05
-    done
-    return 1
-}
 
 # sample_rounds PID CSV FILE : every 0.25 s (one awk per sample) count the
 # rows of CSV; for each new row append "row rss_kb hwm_kb seconds" to FILE.
@@ -148,12 +131,7 @@ run_soak() {
         >"$out/coord.out" 2>"$out/coord.log" &
     cpid=$!
     PIDS+=("$cpid")
-    for ((i = 0; i < 600; i++)); do # bounded: 60 s
-        [[ -s $out/endpoint ]] && break
-        kill -0 "$cpid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [[ ! -s $out/endpoint ]]; then
+    if ! wait_file "$out/endpoint" "$cpid"; then
         echo "soak.sh: the coordinator did not start:" \
              "$(tail -3 "$out/coord.log")" >&2
         exit 1

@@ -43,19 +43,10 @@ for p in fedcomp-coordinator fedcomp-worker; do
     [[ -x $FL_BIN/$p ]] || { echo "worker_cost.sh: $FL_BIN/$p not built" >&2; exit 1; }
 done
 
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    PIDS=()
-}
-trap 'cleanup; exit 130' INT TERM
-trap cleanup EXIT
+# shellcheck source=bench/procs.sh
+source "$(dirname "$0")/procs.sh"
+trap 'procs_stop; exit 130' INT TERM
+trap procs_stop EXIT
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -67,12 +58,7 @@ mkdir -p "$out"
     --wait-timeout 120 >"$out/coordinator.out" 2>"$out/coordinator.log" &
 cpid=$!
 PIDS+=("$cpid")
-for _ in $(seq 300); do
-    [[ -s $out/endpoint ]] && break
-    kill -0 "$cpid" 2>/dev/null || break
-    sleep 0.1
-done
-[[ -s $out/endpoint ]] || { echo "coordinator did not start: $out/coordinator.log" >&2; exit 1; }
+wait_file "$out/endpoint" "$cpid" || { echo "coordinator did not start: $out/coordinator.log" >&2; exit 1; }
 wpids=()
 for ((i = 0; i < workers; i++)); do
     "$FL_BIN/fedcomp-worker" --connect "$(cat "$out/endpoint")" --id "w$i" \
