@@ -1419,7 +1419,18 @@ static void on_reject(struct wrk_client *c, const struct pb_reject *r)
     if (r->has_round && c->upd != NULL)
         resolve(c, r->round, false, " (rejected)");
     if (code == FL_ERR_UNKNOWN_DEVICE) {
-        hello_again(c);
+        /* Hello at once only if welcomed: messages queued before a
+         * reconnection are refused one by one, and a Hello for each would
+         * join as often, each join bringing the open Task again and each
+         * Task a duplicate Update. Not welcomed, a Hello is already on
+         * its retry schedule; the coordinator being there, the next one
+         * comes within the shortest backoff. */
+        if (c->welcomed)
+            hello_again(c);
+        else
+            c->hello_due_ns = FL_MIN(c->hello_due_ns,
+                                     fl_now_ns() +
+                                         HELLO_BACKOFF_MIN_MS * NS_PER_MS);
         return;
     }
     if (!c->ever_welcomed &&

@@ -115,6 +115,12 @@ grep -qE "^2,w2,dropped," "$dir/report/devices.csv" ||
     fl_fail "w2 not dropped in round 2: $(cat "$dir/report/devices.csv")"
 grep -q "worker 'w2' joined again" "$dir/coord.log" ||
     fl_fail "w2 did not come back"
+# its messages queued across the reconnection are refused one by one; they
+# must not each bring a join (and a re-sent Task, and a duplicate Update)
+joins=$(grep -c "worker 'w2' joined again" "$dir/coord.log")
+((joins <= 2)) || fl_fail "w2 joined again $joins times after SIGCONT"
+! grep -q "worker 'w2' is ignored" "$dir/coord.log" ||
+    fl_fail "w2 ignored: $(grep "worker 'w2' is ignored" "$dir/coord.log")"
 grep -q "update of round $ROUNDS was used" "$dir/w2.log" ||
     fl_fail "w2 did not finish: $(tail -5 "$dir/w2.log")"
 fl_ok "hung worker dropped, disconnected by heartbeat after $ms ms, rejoined"

@@ -898,6 +898,62 @@ static char *read_stats(void)
 /* The model both ways in chunks: down with credits after every chunk, up
  * announced, nothing before the first Credit, at most `window` chunks
  * ahead; the bytes logged and in --stats-csv are the frames sent. */
+static void send_unknown_device(struct fake *f, uint64_t round)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_REJECT;
+    env.reject.code = FL_ERR_UNKNOWN_DEVICE;
+    env.reject.reason = "unknown device";
+    env.reject.has_round = true;
+    env.reject.round = round;
+    fake_send(f, &env);
+}
+
+/* Messages a worker queued before a reconnection reach the coordinator on
+ * the new connection before its Hello and are refused one by one
+ * (UNKNOWN_DEVICE). One Hello answers them all: a Hello each would join
+ * as often, and each join re-sends the open Task, which the worker
+ * answers with a duplicate Update (seen in test_kill_workers: three
+ * duplicates in a row had the worker ignored for 6 rounds). */
+static void test_unknown_device_one_hello(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct runner r;
+    struct pb_envelope env;
+    fake_open(&f, 4);
+    runner_start(&r, f.ep);
+    expect_hello(&f, false, 0, false, 0);
+    fake_welcome(&f, E1);
+    fake_task(&f, 1, E1, 1, NULL, 0, PB_UPDATE_NONE, 0);
+    expect_update(&f, 1);
+    send_unknown_device(&f, 1);
+    expect_hello(&f, true, 1, true, E1);
+    /* three more refusals, each in its own poll of the worker; the next
+     * Hello is not due for a second */
+    for (int i = 0; i < 3; i++) {
+        send_unknown_device(&f, 1);
+        expect_silence(&f, 60);
+    }
+    expect_silence(&f, 200);
+    fake_welcome(&f, E1);
+    fake_task(&f, 2, E1, 2, NULL, 0, PB_UPDATE_NOT_USED, 1);
+    expect_update(&f, 2);
+    /* welcomed again: a refusal now is a new reason to say Hello */
+    send_unknown_device(&f, 2);
+    expect_hello(&f, true, 2, true, E1);
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_BYE;
+    fake_send(&f, &env);
+    assert_int_equal(runner_join(&r), WRK_EXIT_OK);
+    expect_log("coordinator rejected a message (round 1): unknown_device", 4);
+    expect_log("sent update round 1 again", 0);
+    fake_close(&f);
+}
+
 static void test_chunked_both_ways(void **state)
 {
     (void)state;
@@ -1166,6 +1222,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_protocol_paths),
         cmocka_unit_test(test_task_closes_round_without_update),
+        cmocka_unit_test(test_unknown_device_one_hello),
         cmocka_unit_test(test_overrides_only_when_allowed),
         cmocka_unit_test(test_unusable_layout_exits_1),
         cmocka_unit_test(test_refused_device_exits_1),
