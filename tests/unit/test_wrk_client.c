@@ -405,6 +405,18 @@ static void expect_log(const char *needle, int times)
 
 /* --------------------------------------------------------------- tests */
 
+/* A worker joined (Hello without a model, Welcome of epoch E1) that has
+ * answered round 1's Task (full model). */
+static void join_round1(struct fake *f, struct runner *r)
+{
+    fake_open(f, 4);
+    runner_start(r, f->ep);
+    expect_hello(f, false, 0, false, 0);
+    fake_welcome(f, E1);
+    fake_task(f, 1, E1, 1, NULL, 0, PB_UPDATE_NONE, 0);
+    expect_update(f, 1);
+}
+
 static void test_protocol_paths(void **state)
 {
     (void)state;
@@ -507,12 +519,7 @@ static void test_task_closes_round_without_update(void **state)
     struct fake f;
     struct runner r;
     struct pb_envelope env;
-    fake_open(&f, 4);
-    runner_start(&r, f.ep);
-    expect_hello(&f, false, 0, false, 0);
-    fake_welcome(&f, E1);
-    fake_task(&f, 1, E1, 1, NULL, 0, PB_UPDATE_NONE, 0);
-    expect_update(&f, 1);
+    join_round1(&f, &r);
     /* the same Task again (a re-sent Task after a Hello or in a retry
      * attempt): answered with the very same update, not trained again */
     fake_task(&f, 1, E1, 1, NULL, 0, PB_UPDATE_NONE, 0);
@@ -895,9 +902,6 @@ static char *read_stats(void)
     return s;
 }
 
-/* The model both ways in chunks: down with credits after every chunk, up
- * announced, nothing before the first Credit, at most `window` chunks
- * ahead; the bytes logged and in --stats-csv are the frames sent. */
 static void send_unknown_device(struct fake *f, uint64_t round)
 {
     struct pb_envelope env;
@@ -922,13 +926,7 @@ static void test_unknown_device_one_hello(void **state)
     (void)state;
     struct fake f;
     struct runner r;
-    struct pb_envelope env;
-    fake_open(&f, 4);
-    runner_start(&r, f.ep);
-    expect_hello(&f, false, 0, false, 0);
-    fake_welcome(&f, E1);
-    fake_task(&f, 1, E1, 1, NULL, 0, PB_UPDATE_NONE, 0);
-    expect_update(&f, 1);
+    join_round1(&f, &r);
     send_unknown_device(&f, 1);
     expect_hello(&f, true, 1, true, E1);
     /* three more refusals, each in its own poll of the worker; the next
@@ -944,16 +942,16 @@ static void test_unknown_device_one_hello(void **state)
     /* welcomed again: a refusal now is a new reason to say Hello */
     send_unknown_device(&f, 2);
     expect_hello(&f, true, 2, true, E1);
-    memset(&env, 0, sizeof(env));
-    env.version = PB_PROTOCOL_VERSION;
-    env.body = PB_BODY_BYE;
-    fake_send(&f, &env);
+    send_bye(&f, 0, 0);
     assert_int_equal(runner_join(&r), WRK_EXIT_OK);
     expect_log("coordinator rejected a message (round 1): unknown_device", 4);
     expect_log("sent update round 1 again", 0);
     fake_close(&f);
 }
 
+/* The model both ways in chunks: down with credits after every chunk, up
+ * announced, nothing before the first Credit, at most `window` chunks
+ * ahead; the bytes logged and in --stats-csv are the frames sent. */
 static void test_chunked_both_ways(void **state)
 {
     (void)state;
