@@ -197,6 +197,21 @@ static void fake_send(struct fake *f, const struct pb_envelope *env)
     free(buf);
 }
 
+/* Reject{code, reason} (and its round, when has_round) to the worker. */
+static void fake_reject(struct fake *f, enum fl_err code, const char *reason,
+                        bool has_round, uint64_t round)
+{
+    struct pb_envelope env;
+    memset(&env, 0, sizeof(env));
+    env.version = PB_PROTOCOL_VERSION;
+    env.body = PB_BODY_REJECT;
+    env.reject.code = code;
+    env.reject.reason = reason;
+    env.reject.has_round = has_round;
+    env.reject.round = round;
+    fake_send(f, &env);
+}
+
 static void fake_welcome_chunks(struct fake *f, uint64_t epoch,
                                 uint32_t chunk_bytes, uint32_t window)
 {
@@ -440,14 +455,8 @@ static void test_protocol_paths(void **state)
     assert_int_equal(zmq_send(f.router, "b", 1, 0), 1);
 
     /* the coordinator rejects round 1; the next Task says NOT_USED again */
-    memset(&env, 0, sizeof(env));
-    env.version = PB_PROTOCOL_VERSION;
-    env.body = PB_BODY_REJECT;
-    env.reject.code = FL_ERR_LATE;
-    env.reject.reason = "update arrived after the round closed";
-    env.reject.has_round = true;
-    env.reject.round = 1;
-    fake_send(&f, &env);
+    fake_reject(&f, FL_ERR_LATE, "update arrived after the round closed",
+                true, 1);
     float *v1 = malloc(f.dim * sizeof(float));
     assert_non_null(v1);
     memcpy(v1, f.w, f.dim * sizeof(float));
@@ -602,16 +611,10 @@ static void test_refused_device_exits_1(void **state)
     (void)state;
     struct fake f;
     struct runner r;
-    struct pb_envelope env;
     fake_open(&f, 4);
     runner_start(&r, f.ep);
     expect_hello(&f, false, 0, false, 0);
-    memset(&env, 0, sizeof(env));
-    env.version = PB_PROTOCOL_VERSION;
-    env.body = PB_BODY_REJECT;
-    env.reject.code = FL_ERR_SAMPLES;
-    env.reject.reason = "too many samples";
-    fake_send(&f, &env);
+    fake_reject(&f, FL_ERR_SAMPLES, "too many samples", false, 0);
     assert_int_equal(runner_join(&r), WRK_EXIT_ERROR);
     expect_log("the coordinator refuses this device", 1);
     fake_close(&f);
@@ -902,19 +905,6 @@ static char *read_stats(void)
     return s;
 }
 
-static void send_unknown_device(struct fake *f, uint64_t round)
-{
-    struct pb_envelope env;
-    memset(&env, 0, sizeof(env));
-    env.version = PB_PROTOCOL_VERSION;
-    env.body = PB_BODY_REJECT;
-    env.reject.code = FL_ERR_UNKNOWN_DEVICE;
-    env.reject.reason = "unknown device";
-    env.reject.has_round = true;
-    env.reject.round = round;
-    fake_send(f, &env);
-}
-
 /* Messages a worker queued before a reconnection reach the coordinator on
  * the new connection before its Hello and are refused one by one
  * (UNKNOWN_DEVICE). One Hello answers them all: a Hello each would join
@@ -927,12 +917,13 @@ static void test_unknown_device_one_hello(void **state)
     struct fake f;
     struct runner r;
     join_round1(&f, &r);
-    send_unknown_device(&f, 1);
+    fake_reject(&f, FL_ERR_UNKNOWN_DEVICE, "unknown device", true, 1);
     expect_hello(&f, true, 1, true, E1);
     /* three more refusals, each in its own poll of the worker; the next
      * Hello is not due for a second */
     for (int i = 0; i < 3; i++) {
-        send_unknown_device(&f, 1);
+        fake_reject(&f, FL_ERR_UNKNOWN_DEVICE, "unknown device", true,
+                    1);
         expect_silence(&f, 60);
     }
     expect_silence(&f, 200);
@@ -940,7 +931,7 @@ static void test_unknown_device_one_hello(void **state)
     fake_task(&f, 2, E1, 2, NULL, 0, PB_UPDATE_NOT_USED, 1);
     expect_update(&f, 2);
     /* welcomed again: a refusal now is a new reason to say Hello */
-    send_unknown_device(&f, 2);
+    fake_reject(&f, FL_ERR_UNKNOWN_DEVICE, "unknown device", true, 2);
     expect_hello(&f, true, 2, true, E1);
     send_bye(&f, 0, 0);
     assert_int_equal(runner_join(&r), WRK_EXIT_OK);
@@ -1035,7 +1026,6 @@ static void test_chunked_faults(void **state)
     struct fake f;
     struct runner r;
     struct pb_tensor d;
-    struct pb_envelope env;
     uint8_t *m = NULL;
     size_t mlen = 0, ann = 0;
     struct xtask x = X_DENSE;
@@ -1086,14 +1076,7 @@ static void test_chunked_faults(void **state)
     take_chunk(&f, &rx, &done);
     take_chunk(&f, &rx, &done);
     pb_xfer_rx_reset(&rx);
-    memset(&env, 0, sizeof(env));
-    env.version = PB_PROTOCOL_VERSION;
-    env.body = PB_BODY_REJECT;
-    env.reject.code = FL_ERR_NORM;
-    env.reject.reason = "norm over the bound";
-    env.reject.has_round = true;
-    env.reject.round = 4;
-    fake_send(&f, &env);
+    fake_reject(&f, FL_ERR_NORM, "norm over the bound", true, 4);
     fake_credit(&f, d.payload_transfer, 2, false); /* no more chunks */
 
     /* round 5: its chunked model is replaced by an inline Task, whose
